@@ -1,0 +1,197 @@
+"""The model artifact (model.joblib) and its manifest: the contract between training and serving."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import joblib
+import numpy as np
+import scipy
+import sklearn
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sklambda.config import ModelConfig, TargetConfig
+from sklambda.data import Dataset
+from sklambda.errors import IntegrityError, RuntimeMismatchError
+from sklambda.schema import FeatureSchema
+from sklambda.training import TrainResult
+
+MODEL_FILE = "model.joblib"
+MANIFEST_FILE = "manifest.json"
+# Only these must match between training and serving: they define how the pickle is read.
+PINNED_LIBRARIES = ("scikit-learn", "numpy")
+
+
+class ArtifactInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key: str = MODEL_FILE
+    sha256: str
+    bytes: int
+    format: Literal["joblib"] = "joblib"
+
+
+class DataInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    source: str
+    sha256: str
+    rows: int
+
+
+class Manifest(BaseModel):
+    """Everything serving needs to know about a model version, and how it was made."""
+
+    model_config = ConfigDict(frozen=True)
+    schema_version: int = 1
+    name: str
+    version: str
+    created_at: str
+    artifact: ArtifactInfo
+    runtime: dict[str, str]
+    task: Literal["regression"] = "regression"
+    target: TargetConfig
+    features: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    data: DataInfo
+    estimator: dict[str, Any]
+    config: dict[str, Any]
+    parent_version: str | None = None
+
+    @property
+    def feature_schema(self) -> FeatureSchema:
+        return FeatureSchema.from_list(self.features)
+
+    def training_config(self) -> ModelConfig:
+        return ModelConfig.model_validate(self.config)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, origin: str = "manifest") -> Manifest:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise IntegrityError(
+                f"{origin} is not a valid manifest ({where}: {first['msg']})"
+            ) from None
+
+
+def runtime_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def check_runtime(manifest: Manifest) -> None:
+    """Refuse a model whose pickle was written by other scikit-learn/numpy versions."""
+    here = runtime_versions()
+    skew = [
+        f"{lib} {manifest.runtime.get(lib, '?')} (this runtime has {here[lib]})"
+        for lib in PINNED_LIBRARIES
+        if manifest.runtime.get(lib) != here[lib]
+    ]
+    if skew:
+        raise RuntimeMismatchError(
+            f"model {manifest.name} {manifest.version} was trained with " + ", ".join(skew)
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_version(sha256: str, now: datetime | None = None) -> str:
+    """Sortable, unique: UTC time to the second plus the first 8 hex digits of the artifact."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{sha256[:8]}"
+
+
+def write_artifact(
+    out_dir: Path,
+    config: ModelConfig,
+    dataset: Dataset,
+    result: TrainResult,
+    parent_version: str | None = None,
+) -> Manifest:
+    """Write model.joblib + manifest.json into out_dir, all or nothing."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir.parent))
+    try:
+        model_path = staging / MODEL_FILE
+        joblib.dump(result.model, model_path)
+        sha = sha256_file(model_path)
+        now = datetime.now(UTC)
+        estimator = result.model.regressor_ if hasattr(result.model, "regressor_") else result.model
+        step = estimator.named_steps["model"]
+        manifest = Manifest(
+            name=config.name,
+            version=new_version(sha, now),
+            created_at=now.isoformat(timespec="seconds"),
+            artifact=ArtifactInfo(sha256=sha, bytes=model_path.stat().st_size),
+            runtime=runtime_versions(),
+            target=config.target,
+            features=dataset.schema.as_list(),
+            metrics={**result.metrics, "train_seconds": round(result.seconds, 3)},
+            data=DataInfo(
+                source=dataset.table.source, sha256=dataset.table.sha256, rows=dataset.table.rows
+            ),
+            estimator={
+                "kind": config.estimator.kind,
+                "class": f"{type(step).__module__}.{type(step).__name__}",
+                "params": {k: _jsonable(v) for k, v in step.get_params().items()},
+            },
+            config=config.model_dump(mode="json"),
+            parent_version=parent_version,
+        )
+        (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
+    try:
+        return Manifest.from_json(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        raise IntegrityError(f"no {MANIFEST_FILE} in {folder}") from None
+
+
+def verify_file(path: Path, manifest: Manifest) -> None:
+    actual = sha256_file(path)
+    if actual != manifest.artifact.sha256:
+        raise IntegrityError(
+            f"{path.name} sha256 {actual[:12]}… does not match manifest "
+            f"{manifest.artifact.sha256[:12]}… for {manifest.name} {manifest.version}; refusing it"
+        )
+
+
+def load_verified(path: Path, manifest: Manifest) -> Any:
+    """joblib.load only after the sha256 matches: a pickle is code."""
+    verify_file(path, manifest)
+    return joblib.load(path)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

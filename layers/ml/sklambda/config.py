@@ -1,0 +1,122 @@
+"""Model config: one TOML file per model, parsed into typed, immutable pydantic models."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sklambda.errors import ConfigError, Problem
+
+FeatureType = Literal["number", "integer", "boolean", "category"]
+EstimatorKind = Literal[
+    "linear_regression",
+    "ridge",
+    "gradient_boosting",
+    "random_forest",
+    "hist_gradient_boosting",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FeatureConfig(_Frozen):
+    """One input column: its type, whether it may be missing, and an optional log transform."""
+
+    name: str = Field(min_length=1)
+    type: FeatureType = "number"
+    transform: Literal["none", "log"] = "none"
+    # A feature that is not required may be missing or empty; the pipeline imputes it.
+    required: bool = True
+    # For categories: the allowed values. Left empty, they are learned from the training data.
+    categories: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureConfig:
+        if self.transform == "log" and self.type not in ("number", "integer"):
+            raise ValueError(f"feature {self.name!r}: a log transform needs a number or integer")
+        if self.categories and self.type != "category":
+            raise ValueError(f"feature {self.name!r}: categories are only for type 'category'")
+        return self
+
+
+class TargetConfig(_Frozen):
+    name: str = Field(min_length=1)
+    transform: Literal["none", "log"] = "none"
+
+
+class DataConfig(_Frozen):
+    # A local path, relative to the config file, or an s3://bucket/key URL (used by retraining).
+    source: str = ""
+
+
+class EstimatorConfig(_Frozen):
+    kind: EstimatorKind = "linear_regression"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationConfig(_Frozen):
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    seed: int = 42
+    min_rows: int = Field(default=30, ge=5)
+    primary_metric: Literal["r2", "rmse", "mae", "mape"] = "r2"
+
+
+class ModelConfig(_Frozen):
+    """Everything needed to train one model, reproducibly."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    task: Literal["regression"] = "regression"
+    data: DataConfig = DataConfig()
+    target: TargetConfig
+    features: tuple[FeatureConfig, ...] = Field(min_length=1)
+    estimator: EstimatorConfig = EstimatorConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ModelConfig:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {', '.join(dupes)}")
+        if self.target.name in names:
+            raise ValueError(f"the target {self.target.name!r} is also listed as a feature")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+def parse_config(raw: dict[str, Any], origin: str = "") -> ModelConfig:
+    """Validate a config mapping; errors name each offending key."""
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem(".".join(str(p) for p in err["loc"]) or None, err["msg"])
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"invalid config {origin}".strip(), problems) from None
+
+
+def load_config(path: str | Path) -> ModelConfig:
+    """Read a TOML config; a relative data source is resolved against the config's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    config = parse_config(raw, str(path))
+    source = config.data.source
+    if source and "://" not in source and not Path(source).is_absolute():
+        resolved = (path.parent / source).resolve()
+        config = config.model_copy(update={"data": DataConfig(source=str(resolved))})
+    return config

@@ -1,0 +1,121 @@
+"""Tabular data without pandas: CSV (standard library) or a DataFrame into named columns."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sklambda.config import ModelConfig, TargetConfig
+from sklambda.errors import DataValidationError, Problem
+from sklambda.schema import FeatureSchema, learn_schema
+
+
+@dataclass(frozen=True)
+class Table:
+    """Raw columns as read (strings for CSV), plus where they came from and their sha256."""
+
+    columns: dict[str, list[Any]]
+    rows: int
+    source: str
+    sha256: str
+    text: bool = True
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated, encoded training data: X in schema order, y as floats."""
+
+    X: np.ndarray
+    y: np.ndarray
+    schema: FeatureSchema
+    table: Table
+
+
+def parse_csv(content: bytes, source: str) -> Table:
+    """Parse CSV bytes (UTF-8, header row) into columns; ragged rows are an error."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(f"{source} is not UTF-8 text ({exc.reason})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header or not any(h.strip() for h in header):
+        raise DataValidationError(f"{source} is empty or has no header row")
+    names = [h.strip() for h in header]
+    body = [row for row in reader if row]
+    ragged = [
+        Problem(None, f"expected {len(names)} fields, found {len(row)}", i)
+        for i, row in enumerate(body)
+        if len(row) != len(names)
+    ]
+    if ragged:
+        raise DataValidationError(f"{source}: rows with the wrong number of fields", ragged[:5])
+    columns = {name: [row[j] for row in body] for j, name in enumerate(names)}
+    return Table(columns, len(body), source, hashlib.sha256(content).hexdigest())
+
+
+def read_csv(path: str | Path) -> Table:
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise DataValidationError(f"cannot read {path}: {exc.strerror}") from None
+    return parse_csv(content, str(path))
+
+
+def table_from_frame(frame: Any, source: str = "dataframe") -> Table:
+    """Accept a pandas DataFrame (or any object with `to_dict("list")`) without importing pandas."""
+    raw: Mapping[str, Sequence[Any]] = frame.to_dict("list")
+    columns = {
+        str(k): [None if isinstance(v, float) and np.isnan(v) else v for v in vals]
+        for k, vals in raw.items()
+    }
+    rows = len(next(iter(columns.values()), []))
+    digest = hashlib.sha256(repr(sorted(columns.items())).encode()).hexdigest()
+    return Table(columns, rows, source, digest, text=False)
+
+
+def prepare(config: ModelConfig, table: Table) -> Dataset:
+    """Validate a table against the config before any fit; errors name columns and rows."""
+    problems: list[Problem] = []
+    if table.rows < config.evaluation.min_rows:
+        raise DataValidationError(
+            f"{table.source}: {table.rows} rows, at least {config.evaluation.min_rows} needed"
+        )
+    if config.target.name not in table.columns:
+        problems.append(Problem(config.target.name, "missing target column"))
+    missing = [f.name for f in config.features if f.name not in table.columns]
+    problems += [Problem(name, "missing column") for name in missing]
+    if problems:
+        raise DataValidationError(f"{table.source}: missing columns", problems)
+    y = _target(config.target, table.columns[config.target.name], table.text)
+    try:
+        schema = learn_schema(config.features, table.columns, table.text)
+        X = schema.encode_columns(table.columns, table.rows, table.text)
+    except DataValidationError as exc:
+        raise DataValidationError(f"{table.source}: {exc.message}", exc.details) from None
+    return Dataset(X, y, schema, table)
+
+
+def _target(target: TargetConfig, column: Sequence[Any], text: bool) -> np.ndarray:
+    problems = []
+    y = np.empty(len(column), dtype=np.float64)
+    for row, value in enumerate(column):
+        try:
+            number = float(value.strip() if text and isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not np.isfinite(number) or (target.transform == "log" and number <= 0):
+            need = "a positive number (log target)" if target.transform == "log" else "a number"
+            problems.append(Problem(target.name, f"expected {need}, got {value!r}", row))
+        y[row] = number
+    if problems:
+        raise DataValidationError(f"invalid target values in {target.name}", problems[:5])
+    return y

@@ -1,0 +1,285 @@
+"""Feature schema: validates raw values (CSV text or JSON) and encodes them into a float matrix.
+
+Every feature becomes one float64 column, in schema order: numbers as they are, booleans as 0/1,
+categories as their index in the allowed values (the model pipeline one-hot encodes those codes),
+missing values as NaN (only where the feature is not required). The same code serves training
+and prediction, so a model never sees data encoded two different ways.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sklambda.config import FeatureConfig, FeatureType
+from sklambda.errors import DataValidationError, Problem
+
+MISSING: Any = object()
+"""Marks a key absent from a record (as opposed to an explicit null)."""
+
+MAX_PROBLEMS = 50
+_MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none"})
+_BOOLEANS: dict[Any, float] = {
+    True: 1.0,
+    False: 0.0,
+    "yes": 1.0,
+    "no": 0.0,
+    "true": 1.0,
+    "false": 0.0,
+    "y": 1.0,
+    "n": 0.0,
+    "1": 1.0,
+    "0": 0.0,
+}
+_NUMBER_TYPES = frozenset({int, float})
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature as the model knows it after training (with allowed values and training range)."""
+
+    name: str
+    type: FeatureType
+    transform: str = "none"
+    required: bool = True
+    categories: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    _codes: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_codes", {c: float(i) for i, c in enumerate(self.categories)})
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("_codes")
+        out["categories"] = list(self.categories)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Feature:
+        return cls(
+            name=raw["name"],
+            type=raw["type"],
+            transform=raw.get("transform", "none"),
+            required=raw.get("required", True),
+            categories=tuple(raw.get("categories", ())),
+            min=raw.get("min"),
+            max=raw.get("max"),
+        )
+
+    # --- one value, with a message when it is wrong (the slow, precise path) ---------------
+
+    def convert(self, value: Any, text: bool) -> float:
+        """Convert one raw value to its float encoding; raise ValueError saying what is wrong."""
+        if value is MISSING:
+            if self.required:
+                raise ValueError("missing feature")
+            return math.nan
+        if text and isinstance(value, str):
+            value = value.strip()
+        if value is None or (
+            text and isinstance(value, str) and value.strip().lower() in _MISSING_TEXT
+        ):
+            if self.required:
+                raise ValueError("value is required but missing")
+            return math.nan
+        if self.type == "category":
+            return self._convert_category(value)
+        if self.type == "boolean":
+            return self._convert_boolean(value)
+        return self._convert_number(value, text)
+
+    def _convert_category(self, value: Any) -> float:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string category, got {_type_name(value)}")
+        code = self._codes.get(value)
+        if code is None:
+            raise ValueError(f"unknown category {value!r}; allowed: {', '.join(self.categories)}")
+        return code
+
+    def _convert_boolean(self, value: Any) -> float:
+        key = value.strip().lower() if isinstance(value, str) else value
+        if isinstance(key, float) and key in (0.0, 1.0):
+            key = int(key)
+        if isinstance(key, (bool, int, str)) and key in _BOOLEANS:
+            return _BOOLEANS[key]
+        raise ValueError(f"expected a boolean (true/false, yes/no, 1/0), got {value!r}")
+
+    def _convert_number(self, value: Any, text: bool) -> float:
+        if text and isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise ValueError(f"expected a number, got {value!r}") from None
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise ValueError(f"expected a number, got {_type_name(value)}")
+        if not math.isfinite(number):
+            raise ValueError(f"expected a finite number, got {value!r}")
+        if self.type == "integer" and not number.is_integer():
+            raise ValueError(f"expected an integer, got {value!r}")
+        if self.transform == "log" and number <= 0:
+            raise ValueError(f"must be greater than 0 (the model takes its log), got {value!r}")
+        return number
+
+    # --- a whole column (the fast path for well-formed JSON) ---------------------------------
+
+    def encode(self, column: Sequence[Any], text: bool, problems: list[Problem]) -> np.ndarray:
+        """Encode a column; append a Problem per bad value (up to MAX_PROBLEMS in all)."""
+        if not text:
+            fast = self._encode_fast(column)
+            if fast is not None:
+                return fast
+        out = np.empty(len(column), dtype=np.float64)
+        for row, value in enumerate(column):
+            try:
+                out[row] = self.convert(value, text)
+            except ValueError as exc:
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(Problem(self.name, str(exc), row))
+                out[row] = math.nan
+        return out
+
+    def _encode_fast(self, column: Sequence[Any]) -> np.ndarray | None:
+        """Vectorised encoding when every value is well-formed; None sends it to the slow path."""
+        try:
+            if self.type in ("number", "integer"):
+                if not set(map(type, column)) <= _NUMBER_TYPES:
+                    return None
+                arr = np.array(column, dtype=np.float64)
+                ok = np.isfinite(arr)
+                if self.type == "integer":
+                    ok &= arr == np.floor(arr)
+                if self.transform == "log":
+                    ok &= arr > 0
+                return arr if ok.all() else None
+            table = self._codes if self.type == "category" else _BOOLEANS
+            codes = [table.get(v) for v in column]
+            if None in codes or (self.type == "category" and not set(map(type, column)) <= {str}):
+                return None
+            return np.array(codes, dtype=np.float64)
+        except TypeError:  # an unhashable value (list, dict) in the column
+            return None
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """The ordered features a model takes."""
+
+    features: tuple[Feature, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [f.as_dict() for f in self.features]
+
+    @classmethod
+    def from_list(cls, raw: Iterable[Mapping[str, Any]]) -> FeatureSchema:
+        return cls(tuple(Feature.from_dict(item) for item in raw))
+
+    def encode_columns(
+        self, columns: Mapping[str, Sequence[Any]], n_rows: int, text: bool = False
+    ) -> np.ndarray:
+        """Encode named columns into an (n_rows, n_features) float matrix, or raise with details."""
+        problems: list[Problem] = []
+        matrix = np.empty((n_rows, len(self.features)), dtype=np.float64)
+        for j, feature in enumerate(self.features):
+            column = columns.get(feature.name)
+            if column is None:
+                problems.append(Problem(feature.name, "missing column"))
+                continue
+            matrix[:, j] = feature.encode(column, text, problems)
+        if problems:
+            raise DataValidationError(_summary(problems), problems)
+        return matrix
+
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode JSON records (one dict per row); a key absent from a record is reported."""
+        columns = {name: [r.get(name, MISSING) for r in records] for name in self.names}
+        return self.encode_columns(columns, len(records))
+
+    def encode_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+        """Encode JSON rows given as lists of values in schema order."""
+        width = len(self.features)
+        bad = [
+            Problem(
+                None,
+                f"expected {width} values in schema order ({', '.join(self.names)}), "
+                f"got {len(r) if isinstance(r, list) else _type_name(r)}",
+                i,
+            )
+            for i, r in enumerate(rows)
+            if not isinstance(r, list) or len(r) != width
+        ]
+        if bad:
+            raise DataValidationError("rows do not match the feature schema", bad[:MAX_PROBLEMS])
+        columns = dict(zip(self.names, zip(*rows, strict=True), strict=True)) if rows else {}
+        return self.encode_columns({k: list(v) for k, v in columns.items()}, len(rows))
+
+    def out_of_range(self, matrix: np.ndarray) -> list[str]:
+        """Human-readable warnings for numeric values outside the training range."""
+        warnings = []
+        for j, f in enumerate(self.features):
+            if f.type not in ("number", "integer") or f.min is None or f.max is None:
+                continue
+            column = matrix[:, j]
+            outside = np.flatnonzero((column < f.min) | (column > f.max))
+            if outside.size:
+                rows = ", ".join(str(i) for i in outside[:5]) + (
+                    ", ..." if outside.size > 5 else ""
+                )
+                warnings.append(
+                    f"{f.name}: {outside.size} value(s) outside the training range "
+                    f"[{f.min:g}, {f.max:g}] (rows {rows})"
+                )
+        return warnings
+
+
+def learn_schema(
+    configs: Sequence[FeatureConfig], columns: Mapping[str, Sequence[Any]], text: bool = True
+) -> FeatureSchema:
+    """Build the schema from config and training data: learn categories, then training ranges."""
+    problems: list[Problem] = []
+    features = []
+    for spec in configs:
+        column = columns.get(spec.name)
+        if column is None:
+            problems.append(Problem(spec.name, "missing column"))
+            continue
+        categories = spec.categories
+        if spec.type == "category" and not categories:
+            seen = {str(v).strip() for v in column if v is not None and v is not MISSING}
+            categories = tuple(sorted(v for v in seen if v.lower() not in _MISSING_TEXT))
+        features.append(
+            Feature(spec.name, spec.type, spec.transform, spec.required, tuple(categories))
+        )
+    if problems:
+        raise DataValidationError(_summary(problems), problems)
+    schema = FeatureSchema(tuple(features))
+    matrix = schema.encode_columns(columns, len(next(iter(columns.values()), [])), text)
+    ranged = []
+    for j, f in enumerate(schema.features):
+        if f.type in ("number", "integer") and not np.isnan(matrix[:, j]).all():
+            lo, hi = float(np.nanmin(matrix[:, j])), float(np.nanmax(matrix[:, j]))
+            ranged.append(Feature(f.name, f.type, f.transform, f.required, f.categories, lo, hi))
+        else:
+            ranged.append(f)
+    return FeatureSchema(tuple(ranged))
+
+
+def _summary(problems: list[Problem]) -> str:
+    fields = sorted({p.field or "input" for p in problems})
+    return f"{len(problems)} invalid value(s) in {', '.join(fields)}"
+
+
+def _type_name(value: Any) -> str:
+    names = {bool: "boolean", str: "string", list: "array", dict: "object", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

@@ -1,0 +1,311 @@
+"""S3 model registry: immutable versions, verified uploads, aliases moved by conditional writes.
+
+Layout under the bucket:
+  models/<name>/versions/<version>/model.joblib, manifest.json   (never overwritten)
+  models/<name>/aliases/<alias>.json   {"version", "sha256", "promoted_at", "previous", "history"}
+  models/<name>/runs/<run-id>.json     retrain run records
+The client is passed in (boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, so the same code
+talks to AWS or to a moto server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from sklambda.artifact import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, verify_file
+from sklambda.errors import IntegrityError, RegistryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HISTORY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    alias: str
+    version: str
+    sha256: str
+    promoted_at: str
+    previous: str | None
+    history: tuple[str, ...]
+    etag: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": self.version,
+                "sha256": self.sha256,
+                "promoted_at": self.promoted_at,
+                "previous": self.previous,
+                "history": list(self.history),
+            },
+            indent=2,
+        )
+
+
+class ModelStore:
+    """The registry for one bucket."""
+
+    def __init__(self, s3: S3Client, bucket: str, prefix: str = "models") -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    # --- keys -----------------------------------------------------------------------------
+
+    def version_prefix(self, name: str, version: str) -> str:
+        return f"{self.prefix}/{name}/versions/{version}/"
+
+    def alias_key(self, name: str, alias: str) -> str:
+        return f"{self.prefix}/{name}/aliases/{alias}.json"
+
+    def run_key(self, name: str, run_id: str) -> str:
+        return f"{self.prefix}/{name}/runs/{run_id}.json"
+
+    # --- publish --------------------------------------------------------------------------
+
+    def publish(self, folder: Path) -> Manifest:
+        """Upload a trained artifact folder as a new immutable version, verified byte for byte.
+
+        The model goes first and the manifest last, each written only if absent, so a version
+        whose manifest exists is complete and nothing can overwrite it.
+        """
+        manifest = read_manifest(folder)
+        verify_file(folder / MODEL_FILE, manifest)
+        base = self.version_prefix(manifest.name, manifest.version)
+        if self._exists(base + MANIFEST_FILE):
+            raise RegistryError(
+                f"version {manifest.version} of {manifest.name} already exists; versions are "
+                "immutable (train again for a new version)",
+                code="version_exists",
+            )
+        model_key = base + MODEL_FILE
+        self._put_new(model_key, (folder / MODEL_FILE).read_bytes())
+        self._verify_remote(model_key, manifest)
+        self._put_new(base + MANIFEST_FILE, manifest.to_json().encode())
+        return manifest
+
+    def _put_new(self, key: str, body: bytes) -> None:
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ContentType="application/json"
+                if key.endswith(".json")
+                else "application/octet-stream",
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise RegistryError(
+                    f"{key} already exists; refusing to overwrite it", code="version_exists"
+                ) from None
+            raise
+
+    def _verify_remote(self, key: str, manifest: Manifest) -> None:
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        if (
+            len(body) != manifest.artifact.bytes
+            or hashlib.sha256(body).hexdigest() != manifest.artifact.sha256
+        ):
+            raise IntegrityError(f"upload of {key} does not match its manifest (size or sha256)")
+
+    # --- read -----------------------------------------------------------------------------
+
+    def manifest(self, name: str, version: str) -> Manifest:
+        key = self.version_prefix(name, version) + MANIFEST_FILE
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                raise RegistryError(
+                    f"{name} has no version {version}", "version_not_found", 404
+                ) from None
+            raise
+        return Manifest.from_json(body, f"s3://{self.bucket}/{key}")
+
+    def alias(self, name: str, alias: str) -> AliasRecord | None:
+        key = self.alias_key(name, alias)
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        raw = json.loads(obj["Body"].read())
+        return AliasRecord(
+            alias=alias,
+            version=raw["version"],
+            sha256=raw["sha256"],
+            promoted_at=raw.get("promoted_at", ""),
+            previous=raw.get("previous"),
+            history=tuple(raw.get("history") or ([raw["previous"]] if raw.get("previous") else [])),
+            etag=obj["ETag"],
+        )
+
+    def resolve(self, name: str, alias: str = "live", version: str | None = None) -> Manifest:
+        """A pinned version, or the version an alias points to, as its manifest."""
+        if version:
+            return self.manifest(name, version)
+        record = self.alias(name, alias)
+        if record is None:
+            raise RegistryError(
+                f"{name} has no alias {alias!r} (promote a version first)", "alias_not_found", 404
+            )
+        manifest = self.manifest(name, record.version)
+        if manifest.artifact.sha256 != record.sha256:
+            raise IntegrityError(
+                f"alias {alias} of {name} promises sha256 {record.sha256[:12]}… "
+                f"but version {record.version} has {manifest.artifact.sha256[:12]}…"
+            )
+        return manifest
+
+    def fetch(self, manifest: Manifest, dest_dir: Path) -> Path:
+        """Download the artifact into dest_dir/<sha256>.joblib, verified; reuse a verified copy."""
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        target = dest_dir / f"{manifest.artifact.sha256}.joblib"
+        if target.exists():
+            try:
+                verify_file(target, manifest)
+                return target
+            except IntegrityError:
+                target.unlink()
+        key = self.version_prefix(manifest.name, manifest.version) + manifest.artifact.key
+        fd, tmp = tempfile.mkstemp(dir=dest_dir, suffix=".part")
+        os.close(fd)
+        try:
+            self.s3.download_file(self.bucket, key, tmp)
+            verify_file(Path(tmp), manifest)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+
+    def versions(self, name: str) -> list[str]:
+        prefix = f"{self.prefix}/{name}/versions/"
+        found = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            for obj in page.get("Contents", []):
+                rest = obj["Key"][len(prefix) :]
+                if rest.endswith("/" + MANIFEST_FILE):
+                    found.add(rest.split("/", 1)[0])
+        return sorted(found)
+
+    def model_names(self) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix + "/", Delimiter="/"
+        )
+        return sorted(
+            p["Prefix"][len(self.prefix) + 1 :].rstrip("/")
+            for page in pages
+            for p in page.get("CommonPrefixes", [])
+        )
+
+    # --- aliases --------------------------------------------------------------------------
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        alias: str = "live",
+        expected: AliasRecord | None | str = "read",
+    ) -> AliasRecord:
+        """Point alias at version with one conditional PUT.
+
+        `expected` is the alias record the caller decided on ("read" reads it now). The write
+        succeeds only if the alias object is still that one (ETag match, or absent), so two
+        concurrent promotions cannot both win.
+        """
+        manifest = self.manifest(name, version)  # raises if the version does not exist
+        self._verify_remote(self.version_prefix(name, version) + manifest.artifact.key, manifest)
+        current = self.alias(name, alias) if expected == "read" else expected
+        assert not isinstance(current, str)
+        history: tuple[str, ...] = ()
+        if current is not None:
+            history = ((current.version,) + current.history)[:HISTORY_LIMIT]
+        return self._write_alias(name, alias, manifest, history, current)
+
+    def rollback(self, name: str, alias: str = "live") -> AliasRecord:
+        """Move the alias back to the version it pointed to before the last promotion."""
+        current = self.alias(name, alias)
+        if current is None or not current.history:
+            raise RegistryError(
+                f"alias {alias!r} of {name} has no previous version to roll back to",
+                "nothing_to_roll_back",
+                409,
+            )
+        target = self.manifest(name, current.history[0])
+        return self._write_alias(name, alias, target, current.history[1:], current)
+
+    def _write_alias(
+        self,
+        name: str,
+        alias: str,
+        manifest: Manifest,
+        history: tuple[str, ...],
+        current: AliasRecord | None,
+    ) -> AliasRecord:
+        record = AliasRecord(
+            alias=alias,
+            version=manifest.version,
+            sha256=manifest.artifact.sha256,
+            promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            previous=history[0] if history else None,
+            history=history,
+        )
+        condition: dict[str, str] = (
+            {"IfMatch": current.etag} if current is not None else {"IfNoneMatch": "*"}
+        )
+        try:
+            reply = self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.alias_key(name, alias),
+                Body=record.to_json().encode(),
+                ContentType="application/json",
+                **condition,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise RegistryError(
+                    f"alias {alias!r} of {name} changed while this promotion ran; not moved",
+                    "alias_conflict",
+                ) from None
+            raise
+        return AliasRecord(**{**record.__dict__, "etag": reply["ETag"]})
+
+    # --- run records ----------------------------------------------------------------------
+
+    def put_json(self, key: str, payload: dict[str, Any]) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=json.dumps(payload, indent=2, default=str).encode(),
+            ContentType="application/json",
+        )
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

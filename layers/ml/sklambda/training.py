@@ -1,0 +1,173 @@
+"""Fit and evaluate a scikit-learn Pipeline from a ModelConfig, deterministically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingRegressor,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.model_selection import KFold, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+from sklambda.config import EstimatorConfig, ModelConfig
+from sklambda.data import Dataset
+from sklambda.errors import ConfigError
+from sklambda.schema import FeatureSchema
+
+ESTIMATORS: dict[str, type[RegressorMixin]] = {
+    "linear_regression": LinearRegression,
+    "ridge": Ridge,
+    "gradient_boosting": GradientBoostingRegressor,
+    "random_forest": RandomForestRegressor,
+    "hist_gradient_boosting": HistGradientBoostingRegressor,
+}
+LINEAR = frozenset({"linear_regression", "ridge"})
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Any
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def make_estimator(spec: EstimatorConfig, seed: int) -> RegressorMixin:
+    cls = ESTIMATORS[spec.kind]
+    params = dict(spec.params)
+    if "random_state" in cls().get_params() and "random_state" not in params:
+        params["random_state"] = seed
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"estimator {spec.kind}: {exc}") from None
+
+
+def build_pipeline(config: ModelConfig, schema: FeatureSchema) -> Any:
+    """Preprocessing + estimator; the target transform wraps the whole pipeline."""
+    idx = {"log": [], "num": [], "cat": []}  # type: dict[str, list[int]]
+    for j, f in enumerate(schema.features):
+        if f.type == "category":
+            idx["cat"].append(j)
+        elif f.transform == "log":
+            idx["log"].append(j)
+        else:
+            idx["num"].append(j)
+    optional = {j for j, f in enumerate(schema.features) if not f.required}
+
+    def numeric(cols: list[int], log: bool) -> Any:
+        steps: list[tuple[str, Any]] = []
+        if optional & set(cols):
+            steps.append(("impute", SimpleImputer(strategy="median", keep_empty_features=True)))
+        if log:
+            steps.append(("log", FunctionTransformer(np.log, feature_names_out="one-to-one")))
+        return Pipeline(steps) if steps else "passthrough"
+
+    # Linear models need one column dropped per category to stay identifiable (textbook OLS).
+    drop = "first" if config.estimator.kind in LINEAR else None
+    parts: list[tuple[str, Any, list[int]]] = []
+    if idx["log"]:
+        parts.append(("log", numeric(idx["log"], True), idx["log"]))
+    if idx["num"]:
+        parts.append(("num", numeric(idx["num"], False), idx["num"]))
+    if idx["cat"]:
+        categories = [
+            [float(i) for i in range(len(schema.features[j].categories))] for j in idx["cat"]
+        ]
+        encoder = OneHotEncoder(
+            categories=categories, drop=drop, handle_unknown="ignore", sparse_output=False
+        )
+        parts.append(("cat", encoder, idx["cat"]))
+    pipeline = Pipeline(
+        [
+            ("prep", ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)),
+            ("model", make_estimator(config.estimator, config.evaluation.seed)),
+        ]
+    )
+    if config.target.transform == "log":
+        return TransformedTargetRegressor(pipeline, func=np.log, inverse_func=np.exp)
+    return pipeline
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """R², RMSE, MAE and MAPE (as a fraction), in the target's own units."""
+    err = y_pred - y_true
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    nonzero = y_true != 0
+    return {
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 0.0,
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "mape": float(np.mean(np.abs(err[nonzero] / y_true[nonzero]))) if nonzero.any() else 0.0,
+    }
+
+
+def holdout_split(
+    dataset: Dataset, config: ModelConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The seeded holdout split (X_train, X_test, y_train, y_test)."""
+    parts = train_test_split(
+        dataset.X,
+        dataset.y,
+        test_size=config.evaluation.holdout_fraction,
+        random_state=config.evaluation.seed,
+    )
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = None) -> TrainResult:
+    """k-fold CV on all rows, a seeded holdout, then the final fit on all rows.
+
+    The holdout metrics come from a fit on the training split; the shipped model is refit on every
+    row so no data is wasted (for a linear model it is then the plain OLS fit on the whole file).
+    """
+    say = progress or (lambda _msg: None)
+    ev = config.evaluation
+    started = time.perf_counter()
+    X, y = dataset.X, dataset.y
+    folds = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed)
+    fold_metrics = []
+    for k, (tr, te) in enumerate(folds.split(X), start=1):
+        model = build_pipeline(config, dataset.schema).fit(X[tr], y[tr])
+        fold_metrics.append(regression_metrics(y[te], model.predict(X[te])))
+        say(f"cv fold {k}/{ev.cv_folds}: r2={fold_metrics[-1]['r2']:.3f}")
+    cv = {
+        name: {
+            "mean": float(np.mean([m[name] for m in fold_metrics])),
+            "sd": float(np.std([m[name] for m in fold_metrics], ddof=1)),
+        }
+        for name in fold_metrics[0]
+    }
+    X_tr, X_te, y_tr, y_te = holdout_split(dataset, config)
+    holdout_model = build_pipeline(config, dataset.schema).fit(X_tr, y_tr)
+    holdout = regression_metrics(y_te, holdout_model.predict(X_te))
+    say(f"holdout ({len(y_te)} rows): r2={holdout['r2']:.3f}")
+    final = build_pipeline(config, dataset.schema).fit(X, y)
+    say(f"final fit on all {len(y)} rows")
+    metrics = {
+        "primary": ev.primary_metric,
+        "cv": cv,
+        "cv_folds": ev.cv_folds,
+        "holdout": holdout,
+        "holdout_rows": int(len(y_te)),
+        "train_rows": int(len(y)),
+    }
+    return TrainResult(final, metrics, time.perf_counter() - started)
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric == "r2"

@@ -1,0 +1,104 @@
+"""Training: quality floor, determinism, textbook OLS, directional checks, every estimator."""
+
+import numpy as np
+import pytest
+
+from sklambda.config import parse_config
+from sklambda.data import parse_csv, prepare
+from sklambda.training import build_pipeline, regression_metrics, train
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def house_result(house_config, house_dataset):
+    return train(house_config, house_dataset)
+
+
+def test_default_model_reaches_cv_r2_floor(house_result):
+    assert house_result.metrics["cv"]["r2"]["mean"] >= 0.66
+
+
+def test_training_is_deterministic(house_config, house_dataset, house_result):
+    again = train(house_config, house_dataset)
+    assert again.metrics == house_result.metrics
+    np.testing.assert_array_equal(
+        again.model.predict(house_dataset.X), house_result.model.predict(house_dataset.X)
+    )
+
+
+def test_linear_model_is_plain_ols_on_log_price(house_dataset, house_result):
+    """Same coefficients as numpy least squares of log(price) on [1, log(lotsize), others]."""
+    X = house_dataset.X.copy()
+    X[:, 0] = np.log(X[:, 0])
+    design = np.column_stack([np.ones(len(X)), X])
+    beta, *_ = np.linalg.lstsq(design, np.log(house_dataset.y), rcond=None)
+    ols = house_result.model.regressor_.named_steps["model"]
+    np.testing.assert_allclose(ols.intercept_, beta[0], rtol=1e-9)
+    np.testing.assert_allclose(ols.coef_, beta[1:], rtol=1e-9)
+    # Verbeek (2004), table 3.3: log(lotsize) 0.303, bathrms 0.166, airco 0.166.
+    assert round(float(ols.coef_[0]), 3) == 0.303
+
+
+def test_more_bathrooms_never_lowers_the_price(house_dataset, house_result):
+    j = house_dataset.schema.names.index("bathrms")
+    base = house_dataset.X.copy()
+    more = base.copy()
+    more[:, j] += 1
+    assert (house_result.model.predict(more) >= house_result.model.predict(base)).all()
+
+
+def test_metrics_agree_with_scikit_learn():
+    from sklearn import metrics as skm
+
+    y, p = np.array([100.0, 200.0, 50.0]), np.array([110.0, 190.0, 70.0])
+    assert regression_metrics(y, p) == pytest.approx(
+        {
+            "r2": skm.r2_score(y, p),
+            "rmse": skm.root_mean_squared_error(y, p),
+            "mae": skm.mean_absolute_error(y, p),
+            "mape": skm.mean_absolute_percentage_error(y, p),
+        }
+    )
+
+
+UNSEEN_CSV = "size,kind,floor,rent\n" + "".join(
+    f"{30 + i * 3},{['flat', 'house', 'loft'][i % 3]},{'' if i % 7 == 0 else i % 5},"
+    f"{500 + i * 31 + (i % 3) * 120}\n"
+    for i in range(60)
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["linear_regression", "ridge", "gradient_boosting", "random_forest", "hist_gradient_boosting"],
+)
+def test_unseen_csv_with_categories_and_missing_values_trains_with_every_estimator(kind):
+    params = {"n_estimators": 20} if kind in ("gradient_boosting", "random_forest") else {}
+    config = parse_config(
+        {
+            "name": "rents",
+            "target": {"name": "rent"},
+            "features": [
+                {"name": "size", "type": "number", "transform": "log"},
+                {"name": "kind", "type": "category"},
+                {"name": "floor", "type": "integer", "required": False},
+            ],
+            "estimator": {"kind": kind, "params": params},
+            "evaluation": {"cv_folds": 3},
+        }
+    )
+    data = prepare(config, parse_csv(UNSEEN_CSV.encode(), "rents.csv"))
+    result = train(config, data)
+    assert result.metrics["cv"]["r2"]["mean"] > 0.5
+    new = np.array([[45.0, 2.0, np.nan]])  # a missing optional value is imputed
+    assert np.isfinite(result.model.predict(new)).all()
+
+
+def test_unknown_category_code_is_ignored_by_the_encoder():
+    config = parse_config(
+        {"name": "m", "target": {"name": "y"}, "features": [{"name": "c", "type": "category"}]}
+    )
+    data = prepare(config, parse_csv(("y,c\n" + "1,a\n2,b\n" * 20).encode(), "t.csv"))
+    model = build_pipeline(config, data.schema).fit(data.X, data.y)
+    assert np.isfinite(model.predict(np.array([[7.0]]))).all()

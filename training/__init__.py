@@ -1,0 +1,1 @@
+"""Operator entry point: `python -m training` trains, publishes and manages model versions."""

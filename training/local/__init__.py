@@ -1,0 +1,1 @@
+"""Local, Docker-free tooling: a moto S3 server, the local API runner and the demo."""
