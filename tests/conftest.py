@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,12 @@ from sklambda.artifact import Manifest, write_artifact
 from sklambda.config import ModelConfig, load_config
 from sklambda.data import Dataset, prepare, read_csv
 from sklambda.training import train
+
+# Powertools reads these at import time; set before any handler module is imported.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SklambdaTests")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
+os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -103,3 +111,24 @@ def manifest(trained_dir: Path) -> Manifest:
     from sklambda.artifact import read_manifest
 
     return read_manifest(trained_dir)
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools reads from the Lambda context."""
+
+    function_name: str = "PredictFunction"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
+    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    log_group_name: str = "/aws/lambda/PredictFunction"
+    log_stream_name: str = "2026/11/24/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()

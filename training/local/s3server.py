@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import boto3
 
@@ -77,3 +78,25 @@ def create_bucket(endpoint: str, bucket: str) -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def seed_registry(endpoint: str, bucket: str, config: Path, workdir: Path) -> str:
+    """Create the bucket, train the model in `config`, publish and promote it; return the version.
+
+    Used by `make serve` / `make invoke` so a fresh local S3 has a live model to serve.
+    """
+    from sklambda.artifact import write_artifact
+    from sklambda.config import load_config
+    from sklambda.data import prepare, read_csv
+    from sklambda.store import ModelStore
+    from sklambda.training import train
+
+    create_bucket(endpoint, bucket)
+    model_config = load_config(config)
+    dataset = prepare(model_config, read_csv(model_config.data.source))
+    out = workdir / model_config.name
+    write_artifact(out, model_config, dataset, train(model_config, dataset))
+    store = ModelStore(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"), bucket)
+    manifest = store.publish(out)
+    store.promote(manifest.name, manifest.version)
+    return manifest.version

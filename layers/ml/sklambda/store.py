@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,13 +172,23 @@ class ModelStore:
             )
         return manifest
 
-    def fetch(self, manifest: Manifest, dest_dir: Path) -> Path:
-        """Download the artifact into dest_dir/<sha256>.joblib, verified; reuse a verified copy."""
+    def fetch(
+        self, manifest: Manifest, dest_dir: Path, timings: dict[str, float] | None = None
+    ) -> Path:
+        """Download the artifact into dest_dir/<sha256>.joblib, verified; reuse a verified copy.
+
+        `timings` (if given) receives fetch_ms and verify_ms.
+        """
+        timings = {} if timings is None else timings
+        started = time.perf_counter()
         dest_dir.mkdir(parents=True, exist_ok=True)
         target = dest_dir / f"{manifest.artifact.sha256}.joblib"
         if target.exists():
+            timings["fetch_ms"] = 0.0
             try:
                 verify_file(target, manifest)
+                timings["verify_ms"] = (time.perf_counter() - started) * 1000
+                timings["cached"] = 1.0
                 return target
             except IntegrityError:
                 target.unlink()
@@ -186,7 +197,10 @@ class ModelStore:
         os.close(fd)
         try:
             self.s3.download_file(self.bucket, key, tmp)
+            downloaded = time.perf_counter()
+            timings["fetch_ms"] = (downloaded - started) * 1000
             verify_file(Path(tmp), manifest)
+            timings["verify_ms"] = (time.perf_counter() - downloaded) * 1000
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

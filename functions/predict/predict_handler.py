@@ -1,0 +1,155 @@
+"""Predict API: Powertools resolver, routes and observability over the sklambda core."""
+
+import json
+from typing import Annotated, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sklambda import api
+from sklambda.errors import DataValidationError, Problem, SklambdaError
+from sklambda.predictor import LoadedModel
+from sklambda.serving import ModelHolder, ServingSettings, health
+from sklambda.store import ModelStore
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/swagger", title="sklambda predict API", version="1.0.0")
+
+settings = ServingSettings.from_env()
+
+
+def _store() -> ModelStore:
+    return ModelStore(boto3.client("s3"), settings.bucket)
+
+
+def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None:
+    logger.info(
+        "model loaded",
+        extra={
+            "model_version": model.manifest.version,
+            "reason": reason,
+            **{k: round(v, 2) for k, v in timings.items()},
+        },
+    )
+    metrics.add_metric(
+        name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=timings["total_ms"]
+    )
+
+
+def _on_refresh_error(exc: Exception) -> None:
+    logger.warning("model refresh failed; keeping the current model", extra={"error": str(exc)})
+
+
+holder = ModelHolder(settings, _store, on_load=_on_load, on_refresh_error=_on_refresh_error)
+
+
+def _error(description: str) -> OpenAPIResponse:
+    return {
+        "description": description,
+        "content": {"application/json": {"model": api.ErrorResponse}},
+    }
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status, "application/json", json.dumps(payload), headers)
+
+
+@app.post(
+    "/predict",
+    summary="Predict from one record or a batch",
+    # Parsed by sklambda.api (ordered checks, column-wise validation); the annotation documents it.
+    enable_validation=False,
+    responses={
+        200: {
+            "description": "predictions",
+            "content": {"application/json": {"model": api.PredictResponse}},
+        },
+        400: _error("malformed JSON or unknown format"),
+        413: _error("too many rows or bytes"),
+        415: _error("not application/json"),
+        422: _error("values that do not fit the feature schema"),
+        503: _error("model unavailable; retry after Retry-After seconds"),
+    },
+)
+@tracer.capture_method
+def predict(
+    body: Annotated[api.PredictRequest | None, Body(openapi_examples=api.PREDICT_EXAMPLES)] = None,
+) -> Response[str]:
+    event = app.current_event
+    reply = api.predict(holder, event.headers, event.decoded_body if event.body else None)
+    metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(reply["predictions"]))
+    return _json(200, reply)
+
+
+@app.get(
+    "/model",
+    summary="The served model's manifest",
+    responses={503: _error("model unavailable")},
+)
+def model() -> Response[str]:
+    return _json(200, api.model_info(holder))
+
+
+@app.get(
+    "/health",
+    summary="Ready or not, and why",
+    responses={200: {"content": {"application/json": {"model": api.HealthResponse}}}},
+)
+def healthcheck() -> Response[str]:
+    state = health(holder)
+    return _json(200 if state["status"] == "ready" else 503, state)
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(200, "application/json", app.get_openapi_json_schema())
+
+
+@app.exception_handler(SklambdaError)
+def handle_domain_error(exc: SklambdaError) -> Response[str]:
+    if exc.status >= 500:
+        logger.warning("request failed", extra={"code": exc.code, "error": exc.message})
+    return _json(exc.status, api.error_body(exc), api.error_headers(exc))
+
+
+@app.exception_handler(RequestValidationError)
+def handle_validation_error(exc: RequestValidationError) -> Response[str]:
+    problems = [
+        Problem(".".join(map(str, e.get("loc", ()))), e.get("msg", "")) for e in exc.errors()
+    ]
+    return handle_domain_error(DataValidationError("invalid request", problems))
+
+
+@app.not_found
+def handle_not_found(exc: NotFoundError) -> Response[str]:
+    error = SklambdaError(
+        f"no route {app.current_event.http_method} {app.current_event.path}",
+        status=404,
+        code="not_found",
+    )
+    return handle_domain_error(error)
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(exc: Exception) -> Response[str]:
+    logger.exception("unexpected error")
+    error = SklambdaError("internal error; the request id is in the logs", code="internal_error")
+    return handle_domain_error(error)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,180 @@
+"""The HTTP contract of the predict API: pydantic models (for OpenAPI) and the request logic.
+
+Request bodies are parsed here rather than by a generic validator so that the checks run in the
+order a client expects (415 content type, 413 size, 400 JSON, 503 model, 413 rows, 422 values)
+and so a 10,000-row batch is validated column-wise in numpy instead of object by object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sklambda.errors import RequestError, SklambdaError
+from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
+
+JSON_TYPES = ("application/json",)
+
+
+# --- models (OpenAPI documentation of the contract) -----------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = Field(description="the offending feature or key")
+    message: str
+    row: int | None = Field(default=None, description="0-based row in the request")
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(examples=["validation_error"])
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    """Every error, whatever the status, has this shape."""
+
+    error: ErrorInfo
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class PredictResponse(BaseModel):
+    """Predictions in request order; a single bare record also gets `{<target>: value}`."""
+
+    model_config = ConfigDict(extra="allow")
+    predictions: list[float]
+    model: ModelRef
+    warnings: list[str] = Field(default=[], description="e.g. inputs outside the training range")
+
+
+class DataframeSplitBody(BaseModel):
+    columns: list[str]
+    data: list[list[Any]]
+
+
+class InstancesRequest(BaseModel):
+    """TF Serving / KServe V1: records, or lists of values in schema order."""
+
+    instances: list[dict[str, Any]] | list[list[Any]]
+
+
+class DataframeSplitRequest(BaseModel):
+    """MLflow's pandas 'split' orientation."""
+
+    dataframe_split: DataframeSplitBody
+
+
+class DataframeRecordsRequest(BaseModel):
+    """MLflow's pandas 'records' orientation."""
+
+    dataframe_records: list[dict[str, Any]]
+
+
+PredictRequest = InstancesRequest | DataframeSplitRequest | DataframeRecordsRequest | dict[str, Any]
+
+_RECORD = {
+    "lotsize": 5850,
+    "bedrooms": 3,
+    "bathrms": 1,
+    "stories": 2,
+    "driveway": "yes",
+    "recroom": "no",
+    "fullbase": "yes",
+    "gashw": "no",
+    "airco": "no",
+    "garagepl": 1,
+    "prefarea": "no",
+}
+PREDICT_EXAMPLES: dict[str, Any] = {
+    "record": {"summary": "one record (the reply also carries {target: value})", "value": _RECORD},
+    "instances": {"summary": "a batch of records", "value": {"instances": [_RECORD, _RECORD]}},
+    "rows": {
+        "summary": "a batch of rows in schema order",
+        "value": {"instances": [list(_RECORD.values())]},
+    },
+    "dataframe_split": {
+        "summary": "MLflow split orientation",
+        "value": {"dataframe_split": {"columns": list(_RECORD), "data": [list(_RECORD.values())]}},
+    },
+}
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(examples=["ready"])
+    reason: str | None = None
+    model: ModelRef | None = None
+
+
+# --- logic ---------------------------------------------------------------------------------
+
+
+def predict(holder: ModelHolder, headers: Mapping[str, str], body: str | None) -> dict[str, Any]:
+    """Validate and answer one POST /predict; raises SklambdaError with the right status."""
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise RequestError(
+            f"content type {content_type!r} is not supported; send application/json",
+            415,
+            "unsupported_media_type",
+        )
+    if not body:
+        raise RequestError("the request body is empty; send a JSON object")
+    limit = holder.settings.max_body_bytes
+    if len(body) > limit:
+        raise RequestError(
+            f"the body is {len(body):,} bytes, more than the limit of {limit:,}",
+            413,
+            "payload_too_large",
+        )
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestError(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    model = holder.get()
+    batch = model.decode(payload, holder.settings.max_rows)
+    predictions = model.predict(batch.X)
+    reply: dict[str, Any] = {
+        "predictions": predictions,
+        "model": {"name": model.manifest.name, "version": model.manifest.version},
+    }
+    if batch.single:
+        reply[model.manifest.target.name] = predictions[0]
+    if batch.warnings:
+        reply["warnings"] = batch.warnings
+    return reply
+
+
+def model_info(holder: ModelHolder) -> dict[str, Any]:
+    """The served manifest, minus what only training needs."""
+    manifest = holder.get().manifest
+    info = manifest.model_dump(mode="json", exclude={"config"})
+    info["artifact"].pop("key", None)
+    info["data"].pop("source", None)
+    info["serving"] = {
+        "alias": holder.settings.alias,
+        "pinned_version": holder.settings.version or None,
+    }
+    return info
+
+
+def error_body(exc: SklambdaError) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "details": [p.as_dict() for p in exc.details],
+        }
+    }
+
+
+def error_headers(exc: SklambdaError) -> dict[str, str]:
+    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else {}

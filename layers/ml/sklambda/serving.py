@@ -1,0 +1,194 @@
+"""Serving: settings from the environment and the lazily loaded, verified, refreshable model.
+
+Import never touches S3. The first request (or an explicit `warm()`) loads the model:
+resolve alias -> manifest -> runtime check -> fetch + sha256 verify (cached in /tmp by hash) ->
+joblib.load -> one warm-up prediction. Each phase is timed. A failed load is not cached: the
+next request tries again. In warm containers the alias is re-checked every `refresh_seconds`
+and a new version is swapped in only once it is fully loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from sklambda.artifact import Manifest, check_runtime
+from sklambda.errors import SklambdaError
+from sklambda.predictor import LoadedModel
+from sklambda.store import ModelStore
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ModelUnavailableError(SklambdaError):
+    """No model can be served right now (503, with Retry-After)."""
+
+    def __init__(self, message: str, code: str = "model_unavailable") -> None:
+        super().__init__(message, [], 503, code)
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Typed configuration, read once from the environment (see template.yaml)."""
+
+    bucket: str
+    model_name: str
+    alias: str = "live"
+    version: str = ""
+    refresh_seconds: float = 300.0
+    max_rows: int = 10_000
+    max_body_bytes: int = 6_000_000
+    cache_dir: Path = Path("/tmp/models")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
+        env = os.environ if env is None else env
+        return cls(
+            bucket=env.get("MODEL_BUCKET", ""),
+            model_name=env.get("MODEL_NAME", ""),
+            alias=env.get("MODEL_ALIAS") or "live",
+            version=env.get("MODEL_VERSION", ""),
+            refresh_seconds=float(env.get("MODEL_REFRESH_SECONDS") or 300),
+            max_rows=int(env.get("MAX_BATCH_ROWS") or 10_000),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES") or 6_000_000),
+            cache_dir=Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),
+        )
+
+
+LoadHook = Callable[[LoadedModel, dict[str, float], str], None]
+
+
+@dataclass
+class ModelHolder:
+    """Holds the live model for the life of the container."""
+
+    settings: ServingSettings
+    store_factory: Callable[[], ModelStore]
+    on_load: LoadHook | None = None
+    on_refresh_error: Callable[[Exception], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _model: LoadedModel | None = field(default=None, init=False)
+    _last_error: str | None = field(default=None, init=False)
+    _checked_at: float = field(default=0.0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._model
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def get(self) -> LoadedModel:
+        """The model to serve now; loads it if needed, refreshes it if due."""
+        model = self._model
+        if model is None:
+            return self._load_first()
+        if self._refresh_due():
+            self._refresh(model)
+        return self._model or model
+
+    def use(self, model: LoadedModel) -> None:
+        """Serve an already loaded model (tests, and SnapStart's before-snapshot hook)."""
+        with self._lock:
+            self._model = model
+            self._last_error = None
+            self._checked_at = self.clock()
+
+    def reset(self) -> None:
+        """Forget the model (tests; SnapStart restore re-checks through `get`)."""
+        with self._lock:
+            self._model = None
+            self._last_error = None
+            self._checked_at = 0.0
+
+    def _load_first(self) -> LoadedModel:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            if not self.settings.bucket or not self.settings.model_name:
+                self._last_error = "MODEL_BUCKET and MODEL_NAME must be set"
+                raise ModelUnavailableError(self._last_error, "not_configured")
+            try:
+                store = self.store_factory()
+                started = time.perf_counter()
+                manifest = self._resolve(store)
+                resolve_ms = (time.perf_counter() - started) * 1000
+                self._model = self._load(store, manifest, "cold_start", resolve_ms)
+            except SklambdaError as exc:
+                self._last_error = exc.message
+                raise ModelUnavailableError(exc.message, exc.code) from exc
+            except Exception as exc:  # S3 unreachable, corrupt pickle...: 503 and retry later
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                raise ModelUnavailableError(
+                    f"model could not be loaded ({self._last_error})"
+                ) from exc
+            self._last_error = None
+            self._checked_at = self.clock()
+            return self._model
+
+    def _refresh_due(self) -> bool:
+        every = self.settings.refresh_seconds
+        return every > 0 and not self.settings.version and self.clock() - self._checked_at >= every
+
+    def _refresh(self, current: LoadedModel) -> None:
+        """Re-check the alias; swap only after the new version is loaded and verified."""
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is already refreshing; keep serving the current model
+        try:
+            self._checked_at = self.clock()
+            store = self.store_factory()
+            started = time.perf_counter()
+            manifest = self._resolve(store)
+            if manifest.version != current.manifest.version:
+                resolve_ms = (time.perf_counter() - started) * 1000
+                self._model = self._load(store, manifest, "refresh", resolve_ms)
+        except Exception as exc:  # a failed refresh keeps the current model
+            if self.on_refresh_error:
+                self.on_refresh_error(exc)
+        finally:
+            self._lock.release()
+
+    def _resolve(self, store: ModelStore) -> Manifest:
+        return store.resolve(
+            self.settings.model_name, self.settings.alias, self.settings.version or None
+        )
+
+    def _load(
+        self, store: ModelStore, manifest: Manifest, reason: str, resolve_ms: float
+    ) -> LoadedModel:
+        timings: dict[str, float] = {"resolve_ms": resolve_ms}
+        t0 = time.perf_counter()
+        check_runtime(manifest)
+        path = store.fetch(manifest, self.settings.cache_dir, timings)
+        t1 = time.perf_counter()
+        model = LoadedModel(manifest, joblib.load(path))
+        t2 = time.perf_counter()
+        model.predict(model.sample_row())
+        t3 = time.perf_counter()
+        timings.update(
+            load_ms=(t2 - t1) * 1000, warmup_ms=(t3 - t2) * 1000, total_ms=(t3 - t0) * 1000
+        )
+        if self.on_load:
+            self.on_load(model, timings, reason)
+        return model
+
+
+def health(holder: ModelHolder) -> dict[str, Any]:
+    """Ready or not, and why; loads the model if it is not loaded yet."""
+    try:
+        model = holder.get()
+    except ModelUnavailableError as exc:
+        return {"status": "unavailable", "reason": exc.message}
+    return {
+        "status": "ready",
+        "model": {"name": model.manifest.name, "version": model.manifest.version},
+    }

@@ -1,0 +1,125 @@
+"""Cold start of the predict function against a moto S3 server over HTTP."""
+
+import json
+
+import boto3
+import pytest
+
+import predict_handler
+from sklambda.serving import ModelHolder, ServingSettings
+from sklambda.store import ModelStore
+from tests.conftest import load_event
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def store(s3, bucket):
+    return ModelStore(s3, bucket)
+
+
+@pytest.fixture
+def make_holder(s3_endpoint, bucket, tmp_path, monkeypatch):
+    """A fresh ModelHolder wired into the handler, as on a new Lambda container."""
+
+    def make(refresh_seconds=0.0, clock=None, **extra):
+        settings = ServingSettings(
+            bucket=bucket,
+            model_name="house-prices",
+            refresh_seconds=refresh_seconds,
+            cache_dir=tmp_path / "cache",
+            **extra,
+        )
+        holder = ModelHolder(
+            settings,
+            lambda: ModelStore(boto3.client("s3", endpoint_url=s3_endpoint), bucket),
+            on_load=predict_handler._on_load,
+            on_refresh_error=predict_handler._on_refresh_error,
+            clock=clock or Clock(),
+        )
+        monkeypatch.setattr(predict_handler, "holder", holder)
+        return holder
+
+    return make
+
+
+def predict(context):
+    reply = predict_handler.lambda_handler(load_event("predict"), context)
+    return reply["statusCode"], json.loads(reply["body"]), reply
+
+
+def test_cold_start_loads_the_live_model_and_logs_each_phase(
+    make_holder, store, trained_dir, lambda_context, caplog
+):
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    make_holder()
+    status, body, _ = predict(lambda_context)
+    assert status == 200
+    assert body["model"]["version"] == manifest.version
+    (record,) = [r for r in caplog.records if r.getMessage() == "model loaded"]
+    for phase in ("resolve_ms", "fetch_ms", "verify_ms", "load_ms", "warmup_ms", "total_ms"):
+        assert getattr(record, phase) >= 0
+    assert record.model_version == manifest.version
+
+
+def test_missing_alias_answers_503_then_recovers_once_promoted(
+    make_holder, store, trained_dir, lambda_context
+):
+    manifest = store.publish(trained_dir)
+    make_holder()
+    status, body, reply = predict(lambda_context)
+    assert status == 503
+    assert body["error"]["code"] == "alias_not_found"
+    assert reply["multiValueHeaders"]["Retry-After"] == ["5"]
+    store.promote(manifest.name, manifest.version)
+    assert predict(lambda_context)[0] == 200  # the failure was not cached
+
+
+def test_tampered_artifact_answers_503(make_holder, store, s3, bucket, trained_dir, lambda_context):
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    key = store.version_prefix(manifest.name, manifest.version) + "model.joblib"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"cos(x) is not a pickle you want to load")
+    make_holder()
+    status, body, _ = predict(lambda_context)
+    assert status == 503
+    assert body["error"]["code"] == "integrity_error"
+
+
+def test_version_skew_is_refused(make_holder, store, artifact_dir, lambda_context):
+    path = artifact_dir / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["runtime"]["scikit-learn"] = "1.3.2"
+    path.write_text(json.dumps(raw))
+    manifest = store.publish(artifact_dir)
+    store.promote(manifest.name, manifest.version)
+    make_holder()
+    status, body, _ = predict(lambda_context)
+    assert status == 503
+    assert body["error"]["code"] == "runtime_mismatch"
+    assert "scikit-learn 1.3.2" in body["error"]["message"]
+
+
+def test_pinned_version_is_served_whatever_the_alias(
+    make_holder, store, trained_dir, lambda_context
+):
+    manifest = store.publish(trained_dir)
+    make_holder(version=manifest.version)
+    assert predict(lambda_context)[1]["model"]["version"] == manifest.version
+
+
+def test_health_reports_why_the_model_is_unavailable(make_holder, lambda_context):
+    make_holder()
+    reply = predict_handler.lambda_handler(load_event("health"), lambda_context)
+    body = json.loads(reply["body"])
+    assert reply["statusCode"] == 503
+    assert "no alias 'live'" in body["reason"]

@@ -1,0 +1,211 @@
+"""Predict handler with every file in events/ and every error class (model preloaded)."""
+
+import base64
+import json
+
+import joblib
+import numpy as np
+import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
+
+import predict_handler
+from sklambda.predictor import LoadedModel
+from tests.conftest import EVENTS, load_event
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def loaded(trained_dir, manifest):
+    model = LoadedModel(manifest, joblib.load(trained_dir / "model.joblib"))
+    predict_handler.holder.use(model)
+    yield model
+    predict_handler.holder.reset()
+    predict_handler.metrics.clear_metrics()
+    cold_start.is_cold_start = True
+
+
+def call(event, context):
+    reply = predict_handler.lambda_handler(event, context)
+    return reply["statusCode"], json.loads(reply["body"]), reply
+
+
+def with_body(name, body, **headers):
+    event = load_event(name)
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event["headers"].update(headers)
+    return event
+
+
+RECORD = json.loads(load_event("predict")["body"])
+
+
+def test_every_event_file_gets_a_json_reply_and_never_a_5xx(loaded, lambda_context):
+    for path in sorted(EVENTS.glob("*.json")):
+        if path.name == "env.json" or "retrain" in path.name:
+            continue
+        status, body, reply = call(json.loads(path.read_text()), lambda_context)
+        assert status < 500, path.name
+        assert reply["multiValueHeaders"]["Content-Type"] == ["application/json"]
+        assert body
+
+
+def test_single_record_returns_prediction_and_target(loaded, lambda_context):
+    status, body, _ = call(load_event("predict"), lambda_context)
+    assert status == 200
+    expected = loaded.model.predict(loaded.schema.encode_records([RECORD]))[0]
+    assert body["predictions"] == [pytest.approx(expected)]
+    assert body["price"] == body["predictions"][0]
+    assert body["model"] == {"name": "house-prices", "version": loaded.manifest.version}
+    assert 30_000 < body["price"] < 100_000
+
+
+@pytest.mark.parametrize(
+    "name", ["predict_batch", "predict_batch_lists", "predict_mlflow", "predict_mlflow_records"]
+)
+def test_batch_formats_agree(loaded, lambda_context, name):
+    status, body, _ = call(load_event(name), lambda_context)
+    _, reference, _ = call(load_event("predict_batch"), lambda_context)
+    assert status == 200
+    assert len(body["predictions"]) == 2
+    assert body["predictions"] == reference["predictions"]
+    assert "price" not in body
+
+
+def test_missing_feature_returns_422_naming_field_and_row(loaded, lambda_context):
+    status, body, _ = call(load_event("predict_missing_feature"), lambda_context)
+    assert status == 422
+    assert body["error"]["code"] == "validation_error"
+    assert body["error"]["details"] == [
+        {"field": "bathrms", "message": "missing feature", "row": 0}
+    ]
+
+
+def test_wrong_type_returns_422_for_each_field(loaded, lambda_context):
+    status, body, _ = call(load_event("predict_wrong_type"), lambda_context)
+    assert status == 422
+    assert {d["field"] for d in body["error"]["details"]} == {"lotsize", "airco"}
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_return_422(loaded, lambda_context, literal):
+    raw = json.dumps(RECORD).replace("5850", literal)
+    status, body, _ = call(with_body("predict", raw), lambda_context)
+    assert status == 422
+    assert body["error"]["details"][0]["field"] == "lotsize"
+
+
+def test_unknown_category_value_returns_422(loaded, lambda_context):
+    status, body, _ = call(with_body("predict", {**RECORD, "prefarea": "perhaps"}), lambda_context)
+    assert status == 422
+    assert body["error"]["details"][0]["field"] == "prefarea"
+
+
+def test_malformed_json_returns_400(loaded, lambda_context):
+    status, body, _ = call(load_event("predict_malformed_json"), lambda_context)
+    assert status == 400
+    assert body["error"]["code"] == "bad_request"
+    assert "malformed JSON" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body", [{"foo": 1}, [1, 2], "3", {"instances": "x"}, {"dataframe_split": {"data": []}}, ""]
+)
+def test_unknown_request_format_returns_400(loaded, lambda_context, body):
+    raw = json.dumps(body) if body != "" else ""
+    status, reply, _ = call(with_body("predict", raw), lambda_context)
+    assert status == 400, reply
+
+
+def test_wrong_content_type_returns_415(loaded, lambda_context):
+    status, body, _ = call(load_event("predict_wrong_content_type"), lambda_context)
+    assert status == 415
+    assert body["error"]["code"] == "unsupported_media_type"
+
+
+def test_too_many_rows_returns_413(loaded, lambda_context, monkeypatch):
+    monkeypatch.setattr(
+        predict_handler.holder,
+        "settings",
+        predict_handler.settings.__class__(bucket="b", model_name="m", max_rows=3),
+    )
+    status, body, _ = call(with_body("predict", {"instances": [RECORD] * 4}), lambda_context)
+    assert status == 413
+    assert "limit of 3" in body["error"]["message"]
+
+
+def test_too_many_bytes_returns_413(loaded, lambda_context, monkeypatch):
+    monkeypatch.setattr(
+        predict_handler.holder,
+        "settings",
+        predict_handler.settings.__class__(bucket="b", model_name="m", max_body_bytes=100),
+    )
+    status, _, _ = call(load_event("predict_batch"), lambda_context)
+    assert status == 413
+
+
+def test_base64_body_is_decoded(loaded, lambda_context):
+    event = load_event("predict")
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    assert call(event, lambda_context)[0] == 200
+
+
+def test_out_of_range_input_is_flagged_in_warnings(loaded, lambda_context):
+    status, body, _ = call(with_body("predict", {**RECORD, "lotsize": 90_000}), lambda_context)
+    assert status == 200
+    assert any("lotsize" in w for w in body["warnings"])
+
+
+def test_model_info_returns_manifest_without_internal_keys(loaded, lambda_context):
+    status, body, _ = call(load_event("model_info"), lambda_context)
+    assert status == 200
+    assert body["version"] == loaded.manifest.version
+    assert "config" not in body and "source" not in body["data"]
+    assert [f["name"] for f in body["features"]][:2] == ["lotsize", "bedrooms"]
+
+
+def test_health_reports_ready(loaded, lambda_context):
+    status, body, _ = call(load_event("health"), lambda_context)
+    assert (status, body["status"]) == (200, "ready")
+
+
+def test_unknown_route_returns_404_in_the_error_shape(loaded, lambda_context):
+    event = load_event("health")
+    event["path"] = event["resource"] = "/nope"
+    status, body, _ = call(event, lambda_context)
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+def test_openapi_document_describes_predict(loaded, lambda_context):
+    event = load_event("health")
+    event["path"] = event["resource"] = "/openapi.json"
+    status, body, _ = call(event, lambda_context)
+    assert status == 200
+    assert {"/predict", "/model", "/health"} <= set(body["paths"])
+    assert "422" in body["paths"]["/predict"]["post"]["responses"]
+
+
+def test_without_configuration_the_api_answers_503_with_retry_after(lambda_context):
+    predict_handler.holder.reset()
+    status, body, reply = call(load_event("predict"), lambda_context)
+    assert status == 503
+    assert reply["multiValueHeaders"]["Retry-After"] == ["5"]
+    assert body["error"]["code"] in ("not_configured", "model_unavailable")
+
+
+def test_unexpected_error_is_500_without_stack_trace(loaded, lambda_context, monkeypatch):
+    def boom(_X):
+        raise ZeroDivisionError("secret internals")
+
+    monkeypatch.setattr(loaded, "predict", boom)
+    status, body, _ = call(load_event("predict"), lambda_context)
+    assert status == 500
+    assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)
+
+
+def test_predictions_are_float_list_for_large_batch(loaded, lambda_context):
+    rows = [RECORD] * 1000
+    status, body, _ = call(with_body("predict", {"instances": rows}), lambda_context)
+    assert status == 200
+    assert np.allclose(body["predictions"], body["predictions"][0])
