@@ -138,6 +138,52 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from sklambda.retrain import Retrainer, RetrainRequest
+
+    store = _store(args)
+    request = RetrainRequest(
+        model=args.model,
+        alias=args.alias,
+        trigger="manual",
+        dataset_key=args.dataset_key,
+        tolerance=args.tolerance,
+        floor=args.floor,
+    )
+
+    def log(phase: str, **fields: Any) -> None:
+        shown = {k: v for k, v in fields.items() if not isinstance(v, dict)}
+        _say(f"{phase}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+
+    _say(
+        f"retraining {args.model} from s3://{store.bucket}/"
+        + (args.dataset_key or f"datasets/{args.model}/")
+    )
+    record = Retrainer(store, log=log).run(request)
+    print()
+    print(format_run(record.as_dict()))
+    return 0 if record.status in ("promoted", "rejected") else 1
+
+
+def format_run(run: dict[str, Any]) -> str:
+    """Decision, reason and both sets of holdout metrics of a retrain run record."""
+    champion = run["champion"].get("holdout") or {}
+    challenger = (run["challenger"].get("metrics") or {}).get("holdout") or {}
+    lines = [f"run {run['run_id']}: {run['status'].upper()} - {run['reason']}"]
+    if champion or challenger:
+        lines.append(f"{'holdout':<8}{'champion':>14}{'challenger':>14}")
+        for name in ("r2", "rmse", "mae", "mape"):
+            cells = [
+                f"{m[name]:>14.4f}" if name in m else f"{'-':>14}" for m in (champion, challenger)
+            ]
+            lines.append(f"{name:<8}" + "".join(cells))
+    lines.append(
+        f"champion {run['champion'].get('version', '-')}, "
+        f"challenger {run['challenger'].get('version', '-')}"
+    )
+    return "\n".join(lines)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
     manifest = store.resolve(args.model, args.alias, args.version)
@@ -239,6 +285,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="only this model")
     p.add_argument("--bucket", help="S3 bucket of the registry (default: $MODEL_BUCKET)")
     p.add_argument("--alias", default="live", help="alias to mark (default: live)")
+
+    p = command(
+        "retrain",
+        cmd_retrain,
+        "retrain from the bucket's datasets/<model>/ with the champion's config; "
+        "promote only if not worse",
+    )
+    registry(p)
+    p.add_argument("--dataset-key", help="one CSV key instead of every CSV under datasets/<model>/")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="how much worse the primary metric may be (default 0.01)",
+    )
+    p.add_argument("--floor", type=float, help="absolute bar for the primary metric")
 
     p = command("show", cmd_show, "show a version's manifest (default: the live one)")
     p.add_argument("--version", help="a version (default: the one the alias points to)")

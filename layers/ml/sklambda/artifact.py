@@ -6,6 +6,7 @@ import hashlib
 import platform
 import shutil
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -116,10 +117,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def new_version(sha256: str, now: datetime | None = None) -> str:
-    """Sortable, unique: UTC time to the second plus the first 8 hex digits of the artifact."""
+def new_version(now: datetime | None = None) -> str:
+    """Sortable and unique per training run: UTC time to the second plus 8 random hex digits
+    (two runs on the same data in the same second still get distinct versions)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{sha256[:8]}"
+    return f"{stamp}-{uuid.uuid4().hex[:8]}"
 
 
 def write_artifact(
@@ -141,7 +143,7 @@ def write_artifact(
         step = estimator.named_steps["model"]
         manifest = Manifest(
             name=config.name,
-            version=new_version(sha, now),
+            version=new_version(now),
             created_at=now.isoformat(timespec="seconds"),
             artifact=ArtifactInfo(sha256=sha, bytes=model_path.stat().st_size),
             runtime=runtime_versions(),

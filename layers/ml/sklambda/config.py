@@ -65,6 +65,10 @@ class EvaluationConfig(_Frozen):
     seed: int = 42
     min_rows: int = Field(default=30, ge=5)
     primary_metric: Literal["r2", "rmse", "mae", "mape"] = "r2"
+    # Retraining promotes only a challenger whose holdout primary metric reaches this bar
+    # (r2: at least; error metrics: at most). Comparing with the champion alone cannot catch a
+    # broken data drop (e.g. shuffled targets), where the champion scores badly too.
+    promotion_floor: float | None = None
 
 
 class ModelConfig(_Frozen):

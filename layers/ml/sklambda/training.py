@@ -116,17 +116,15 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def holdout_split(
-    dataset: Dataset, config: ModelConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The seeded holdout split (X_train, X_test, y_train, y_test)."""
-    parts = train_test_split(
-        dataset.X,
-        dataset.y,
+def holdout_indices(rows: int, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded holdout split as row indices (train, test), so other models can be scored
+    on exactly the same rows (the retrain gate scores the champion there)."""
+    train_idx, test_idx = train_test_split(
+        np.arange(rows),
         test_size=config.evaluation.holdout_fraction,
         random_state=config.evaluation.seed,
     )
-    return parts[0], parts[1], parts[2], parts[3]
+    return np.asarray(train_idx), np.asarray(test_idx)
 
 
 def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = None) -> TrainResult:
@@ -152,10 +150,10 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
         }
         for name in fold_metrics[0]
     }
-    X_tr, X_te, y_tr, y_te = holdout_split(dataset, config)
-    holdout_model = build_pipeline(config, dataset.schema).fit(X_tr, y_tr)
-    holdout = regression_metrics(y_te, holdout_model.predict(X_te))
-    say(f"holdout ({len(y_te)} rows): r2={holdout['r2']:.3f}")
+    tr, te = holdout_indices(len(y), config)
+    holdout_model = build_pipeline(config, dataset.schema).fit(X[tr], y[tr])
+    holdout = regression_metrics(y[te], holdout_model.predict(X[te]))
+    say(f"holdout ({len(te)} rows): r2={holdout['r2']:.3f}")
     final = build_pipeline(config, dataset.schema).fit(X, y)
     say(f"final fit on all {len(y)} rows")
     metrics = {
@@ -163,7 +161,7 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
         "cv": cv,
         "cv_folds": ev.cv_folds,
         "holdout": holdout,
-        "holdout_rows": int(len(y_te)),
+        "holdout_rows": int(len(te)),
         "train_rows": int(len(y)),
     }
     return TrainResult(final, metrics, time.perf_counter() - started)

@@ -1,0 +1,245 @@
+"""Scheduled retraining against a moto S3 server: the gate, nothing lost, concurrent runs."""
+
+import csv
+import io
+import json
+import random
+import threading
+
+import pytest
+
+import predict_handler
+import retrain_handler
+from sklambda.artifact import write_artifact
+from sklambda.data import parse_csv, prepare
+from sklambda.retrain import Retrainer, RetrainRequest
+from sklambda.serving import ModelHolder, ServingSettings
+from sklambda.store import ModelStore
+from sklambda.training import train
+from tests.conftest import ROOT, load_event
+
+pytestmark = pytest.mark.integration
+
+CSV = (ROOT / "training" / "data" / "windsor_housing.csv").read_bytes()
+DATA_KEY = "datasets/house-prices/windsor.csv"
+
+
+def shuffled_prices(content: bytes, seed: int = 7) -> bytes:
+    rows = list(csv.reader(io.StringIO(content.decode())))
+    header, body = rows[0], rows[1:]
+    j = header.index("price")
+    prices = [r[j] for r in body]
+    random.Random(seed).shuffle(prices)
+    for r, p in zip(body, prices, strict=True):
+        r[j] = p
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *body])
+    return out.getvalue().encode()
+
+
+@pytest.fixture
+def store(s3, bucket):
+    return ModelStore(s3, bucket)
+
+
+@pytest.fixture
+def champion(store, trained_dir):
+    """The default model, published and live."""
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    return manifest
+
+
+@pytest.fixture
+def weak_champion(store, tmp_path, house_config):
+    """A champion trained on shuffled prices: any real data beats it."""
+    data = prepare(house_config, parse_csv(shuffled_prices(CSV), "shuffled.csv"))
+    out = tmp_path / "weak"
+    write_artifact(out, house_config, data, train(house_config, data))
+    manifest = store.publish(out)
+    store.promote(manifest.name, manifest.version)
+    return manifest
+
+
+def run(store, **kwargs):
+    return Retrainer(store).run(RetrainRequest(model="house-prices", **kwargs))
+
+
+def run_record(s3, bucket, record):
+    key = f"models/house-prices/runs/{record.run_id}.json"
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_better_data_is_promoted(store, s3, bucket, weak_champion):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    record = run(store)
+    assert record.status == "promoted", record.reason
+    live = store.resolve("house-prices")
+    assert live.version == record.challenger["version"] != weak_champion.version
+    assert live.parent_version == weak_champion.version
+    saved = run_record(s3, bucket, record)
+    assert saved["status"] == "promoted"
+    assert saved["challenger"]["metrics"]["holdout"]["r2"] > saved["champion"]["holdout"]["r2"]
+    assert saved["data"] == {
+        "source": f"s3://{bucket}/{DATA_KEY}",
+        "sha256": saved["data"]["sha256"],
+        "rows": 546,
+    }
+    assert set(saved["durations_ms"]) >= {"resolve", "validate", "train", "publish", "promote"}
+
+
+def test_worse_model_is_rejected_published_for_audit_and_champion_keeps_serving(
+    store, s3, bucket, champion, tmp_path, monkeypatch, lambda_context, s3_endpoint
+):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=shuffled_prices(CSV))
+    record = run(store)
+    assert record.status == "rejected"
+    assert "misses the floor" in record.reason
+    assert store.alias("house-prices", "live").version == champion.version
+    assert record.challenger["version"] in store.versions("house-prices")  # kept for audit
+    settings = ServingSettings(bucket=bucket, model_name="house-prices", cache_dir=tmp_path / "c")
+    monkeypatch.setattr(predict_handler, "holder", ModelHolder(settings, lambda: store))
+    reply = predict_handler.lambda_handler(load_event("predict"), lambda_context)
+    assert json.loads(reply["body"])["model"]["version"] == champion.version
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"price,lotsize\n1,2\n", "rows, at least"),
+        (CSV.replace(b'"yes"', b'"perhaps"', 3), "expected a boolean"),
+        (CSV.replace(b",3,1,2,", b",,1,2,", 1), "value is required but missing"),
+        (CSV.replace(b'"price",', b'"cost",', 1), "missing target column"),
+        (b"\xff\xfe\x00", "not UTF-8"),
+    ],
+)
+def test_broken_csv_promotes_nothing_and_leaves_a_run_record(
+    store, s3, bucket, champion, content, needle
+):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=content)
+    record = run(store)
+    assert record.status == "failed"
+    assert needle in record.reason
+    assert store.alias("house-prices", "live").version == champion.version
+    assert store.versions("house-prices") == [champion.version]
+    saved = run_record(s3, bucket, record)
+    assert saved["status"] == "failed" and needle in saved["error"]["message"]
+
+
+def test_no_dataset_is_a_recorded_failure(store, champion):
+    record = run(store)
+    assert record.status == "failed"
+    assert "no CSV files" in record.reason
+
+
+def test_two_concurrent_runs_promote_exactly_once(store, s3, bucket, weak_champion):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    both_ready = threading.Barrier(2, timeout=30)
+    records = []
+
+    def one_run():
+        retrainer = Retrainer(store, before_promote=both_ready.wait)
+        records.append(retrainer.run(RetrainRequest(model="house-prices")))
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(r.status for r in records) == ["promoted", "rejected"]
+    loser = next(r for r in records if r.status == "rejected")
+    assert "changed while this promotion ran" in loser.reason
+    winner = next(r for r in records if r.status == "promoted")
+    assert store.alias("house-prices", "live").version == winner.challenger["version"]
+
+
+def test_crash_mid_run_leaves_alias_untouched_and_a_record(
+    store, s3, bucket, champion, monkeypatch
+):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+
+    def crash(*_args, **_kwargs):
+        raise MemoryError("out of memory while publishing")
+
+    monkeypatch.setattr(store, "publish", crash)
+    record = run(store)
+    assert record.status == "failed"
+    assert store.alias("house-prices", "live").version == champion.version
+    assert run_record(s3, bucket, record)["error"]["code"] == "MemoryError"
+
+
+def test_after_a_promotion_predict_serves_the_new_version_within_the_refresh_interval(
+    store, s3, bucket, weak_champion, tmp_path, monkeypatch, lambda_context
+):
+    clock = {"now": 0.0}
+    settings = ServingSettings(
+        bucket=bucket, model_name="house-prices", refresh_seconds=60, cache_dir=tmp_path / "cache"
+    )
+    holder = ModelHolder(settings, lambda: store, clock=lambda: clock["now"])
+    monkeypatch.setattr(predict_handler, "holder", holder)
+
+    def served_version():
+        reply = predict_handler.lambda_handler(load_event("predict"), lambda_context)
+        return json.loads(reply["body"])["model"]["version"]
+
+    assert served_version() == weak_champion.version
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    new_version = run(store).challenger["version"]
+    clock["now"] = 59.0
+    assert served_version() == weak_champion.version  # not yet due
+    clock["now"] = 60.0
+    assert served_version() == new_version
+
+
+def test_failed_refresh_keeps_the_current_model(store, s3, bucket, champion, tmp_path):
+    clock = {"now": 0.0}
+    settings = ServingSettings(
+        bucket=bucket, model_name="house-prices", refresh_seconds=10, cache_dir=tmp_path / "cache"
+    )
+    errors = []
+    holder = ModelHolder(
+        settings, lambda: store, on_refresh_error=errors.append, clock=lambda: clock["now"]
+    )
+    assert holder.get().manifest.version == champion.version
+    s3.delete_object(Bucket=bucket, Key=store.alias_key("house-prices", "live"))
+    clock["now"] = 11.0
+    assert holder.get().manifest.version == champion.version
+    assert errors and "no alias" in str(errors[0])
+
+
+def test_handler_runs_on_the_scheduled_event_and_emits_metrics(
+    store, s3, bucket, weak_champion, monkeypatch, lambda_context, capsys
+):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    monkeypatch.setattr(
+        retrain_handler,
+        "settings",
+        retrain_handler.RetrainSettings(bucket=bucket, model="house-prices"),
+    )
+    result = retrain_handler.lambda_handler(load_event("retrain_schedule"), lambda_context)
+    assert (result["trigger"], result["status"]) == ("schedule", "promoted")
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any("RetrainPromoted" in m for m in emf)
+
+
+def test_handler_raises_after_recording_a_failure(
+    store, s3, bucket, champion, monkeypatch, lambda_context
+):
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=b"price\n1\n")
+    monkeypatch.setattr(
+        retrain_handler,
+        "settings",
+        retrain_handler.RetrainSettings(bucket=bucket, model="house-prices"),
+    )
+    with pytest.raises(retrain_handler.RetrainFailedError):
+        retrain_handler.lambda_handler(load_event("retrain_s3_object_created"), lambda_context)
+    assert store.alias("house-prices", "live").version == champion.version
+
+
+def test_champion_pickle_is_verified_before_scoring(store, s3, bucket, champion):
+    key = store.version_prefix(champion.name, champion.version) + "model.joblib"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"tampered")
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    record = run(store)
+    assert record.status == "failed"
+    assert record.error["code"] == "integrity_error"
