@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from sklambda.artifact import Manifest
 from sklambda.errors import DataValidationError, Problem, RequestError
+from sklambda.fastpath import compile_fast
 from sklambda.schema import FeatureSchema
 
 FORMATS_HELP = (
@@ -34,27 +35,52 @@ class LoadedModel:
     manifest: Manifest
     model: Any
     schema: FeatureSchema = field(init=False)
+    fast: bool = field(init=False, default=False)
+    _predict: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.schema = self.manifest.feature_schema
+        self._predict = self.model.predict
+        fast = compile_fast(self.model)
+        if fast is not None:
+            probe = self.probe_rows()
+            try:
+                agrees = np.allclose(fast(probe), self.model.predict(probe), rtol=1e-9, atol=0)
+            except (ValueError, TypeError, IndexError):
+                agrees = False
+            if agrees:
+                self._predict, self.fast = fast, True
 
     def decode(self, body: Any, max_rows: int) -> Batch:
         """Decode any supported request body; raise RequestError / DataValidationError."""
         return decode_request(self.schema, body, max_rows)
 
     def predict(self, X: np.ndarray) -> list[float]:
-        predictions: np.ndarray = self.model.predict(X)
-        return [float(v) for v in predictions.tolist()]
+        predictions: np.ndarray = self._predict(X)
+        return predictions.tolist()  # type: ignore[no-any-return]
 
     def sample_row(self) -> np.ndarray:
         """One valid encoded row built from the schema (the warm-up prediction)."""
-        row = []
+        return self.probe_rows()[:1]
+
+    def probe_rows(self) -> np.ndarray:
+        """Valid encoded rows spanning the schema: training min/mid/max of numbers, both
+        booleans, every category code, and a missing value where a feature is optional."""
+        columns = []
         for f in self.schema.features:
-            if f.type in ("number", "integer") and f.min is not None and f.max is not None:
-                row.append((f.min + f.max) / 2)
+            if f.type == "category":
+                values = [float(i) for i in range(max(len(f.categories), 1))]
+            elif f.type == "boolean":
+                values = [0.0, 1.0]
+            elif f.min is not None and f.max is not None:
+                values = [(f.min + f.max) / 2, f.min, f.max]
             else:
-                row.append(0.0)
-        return np.array([row], dtype=np.float64)
+                values = [1.0]
+            if not f.required:
+                values.append(float("nan"))
+            columns.append(values)
+        rows = max(len(v) for v in columns)
+        return np.array([[v[i % len(v)] for v in columns] for i in range(rows)], dtype=np.float64)
 
 
 def decode_request(schema: FeatureSchema, body: Any, max_rows: int) -> Batch:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -160,7 +161,7 @@ class Feature:
                     ok &= arr > 0
                 return arr if ok.all() else None
             table = self._codes if self.type == "category" else _BOOLEANS
-            codes = [table.get(v) for v in column]
+            codes = list(map(table.get, column))
             if None in codes or (self.type == "category" and not set(map(type, column)) <= {str}):
                 return None
             return np.array(codes, dtype=np.float64)
@@ -203,7 +204,16 @@ class FeatureSchema:
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode JSON records (one dict per row); a key absent from a record is reported."""
-        columns = {name: [r.get(name, MISSING) for r in records] for name in self.names}
+        names = self.names
+        try:
+            # One C-level pass over the records when every record has every key.
+            values = list(map(itemgetter(*names), records))
+            if len(names) == 1:  # itemgetter of one key returns the value, not a tuple
+                columns: dict[str, Sequence[Any]] = {names[0]: values}
+            else:
+                columns = dict(zip(names, zip(*values), strict=True)) if values else {}
+        except KeyError:
+            columns = {name: [r.get(name, MISSING) for r in records] for name in names}
         return self.encode_columns(columns, len(records))
 
     def encode_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:

@@ -1,0 +1,81 @@
+"""The lean predict path gives the pipeline's own answers, or is not used."""
+
+import numpy as np
+import pytest
+
+from sklambda.artifact import Manifest
+from sklambda.config import parse_config
+from sklambda.data import parse_csv, prepare
+from sklambda.fastpath import compile_fast
+from sklambda.predictor import LoadedModel
+from sklambda.training import build_pipeline
+from tests.unit.test_training import UNSEEN_CSV
+
+pytestmark = pytest.mark.unit
+
+KINDS = [
+    "linear_regression",
+    "ridge",
+    "gradient_boosting",
+    "random_forest",
+    "hist_gradient_boosting",
+]
+
+
+def fitted(kind, target_transform="log"):
+    config = parse_config(
+        {
+            "name": "rents",
+            "target": {"name": "rent", "transform": target_transform},
+            "features": [
+                {"name": "size", "type": "number", "transform": "log"},
+                {"name": "kind", "type": "category"},
+                {"name": "floor", "type": "integer", "required": False},
+            ],
+            "estimator": {
+                "kind": kind,
+                "params": {"n_estimators": 10}
+                if "forest" in kind or kind == "gradient_boosting"
+                else {},
+            },
+        }
+    )
+    data = prepare(config, parse_csv(UNSEEN_CSV.encode(), "rents.csv"))
+    return build_pipeline(config, data.schema).fit(data.X, data.y), data
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("target_transform", ["log", "none"])
+def test_fast_path_matches_the_pipeline_including_missing_and_unknown_codes(kind, target_transform):
+    model, data = fitted(kind, target_transform)
+    fast = compile_fast(model)
+    assert fast is not None
+    X = np.vstack(
+        [data.X, [[40.0, 1.0, np.nan], [55.0, 9.0, 2.0]]]
+    )  # a missing value, an unknown code
+    np.testing.assert_allclose(fast(X), model.predict(X), rtol=1e-9)
+
+
+def test_unrecognised_model_gets_no_fast_path():
+    from sklearn.dummy import DummyRegressor
+
+    assert compile_fast(DummyRegressor().fit([[1.0]], [1.0])) is None
+
+
+def test_default_model_is_served_by_the_fast_path(trained_dir, manifest: Manifest):
+    import joblib
+
+    assert LoadedModel(manifest, joblib.load(trained_dir / "model.joblib")).fast
+
+
+def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monkeypatch):
+    import joblib
+
+    import sklambda.predictor as predictor
+
+    model = joblib.load(trained_dir / "model.joblib")
+    monkeypatch.setattr(predictor, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)
+    loaded = LoadedModel(manifest, model)
+    assert not loaded.fast
+    X = loaded.probe_rows()
+    assert loaded.predict(X) == model.predict(X).tolist()
