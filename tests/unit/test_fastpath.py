@@ -71,7 +71,7 @@ def test_default_model_is_served_by_the_fast_path(trained_dir, manifest: Manifes
 def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monkeypatch):
     import joblib
 
-    import sklambda.predictor as predictor
+    from sklambda import predictor
 
     model = joblib.load(trained_dir / "model.joblib")
     monkeypatch.setattr(predictor, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)

@@ -211,7 +211,7 @@ class FeatureSchema:
             if len(names) == 1:  # itemgetter of one key returns the value, not a tuple
                 columns: dict[str, Sequence[Any]] = {names[0]: values}
             else:
-                columns = dict(zip(names, zip(*values), strict=True)) if values else {}
+                columns = dict(zip(names, zip(*values, strict=True), strict=True)) if values else {}
         except KeyError:
             columns = {name: [r.get(name, MISSING) for r in records] for name in names}
         return self.encode_columns(columns, len(records))
