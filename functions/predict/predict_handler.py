@@ -1,6 +1,5 @@
 """Predict API: Powertools resolver, routes and observability over the sklambda core."""
 
-import json
 from typing import Annotated, Any
 
 import boto3
@@ -62,7 +61,7 @@ def _error(description: str) -> OpenAPIResponse:
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status, "application/json", json.dumps(payload), headers)
+    return Response(status, "application/json", api.dump_json(payload), headers)
 
 
 @app.post(
