@@ -6,13 +6,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requirements*.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint format clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate build serve invoke bench clean
 
 help:
 	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions"
 	@echo "make test    the whole test suite (unit, integration against a moto server, e2e)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
+	@echo "make validate  sam validate, sam validate --lint and cfn-lint on template.yaml"
+	@echo "make build   sam build (no Docker, no local python3.12 needed)"
+	@echo "make serve   the template's API on http://127.0.0.1:3000 (Docker-free, moto S3)"
+	@echo "make invoke FUNCTION=PredictFunction EVENT=events/predict.json   one cold invoke"
+	@echo "make bench   benchmarks; writes benchmarks/RESULTS.md"
 
 $(STAMP): requirements-dev.txt layers/ml/requirements.txt layers/ml/requirements-lambda.txt
 	@echo "==> creating $(VENV) with the pinned dependencies (first run only, about a minute)"
@@ -49,6 +54,29 @@ lint: venv
 format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# SAM CLI must not phone home from CI or demos: no telemetry, and the venv's tools come first.
+AWS_REGION ?= us-east-1
+SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=$(AWS_REGION) AWS_DEFAULT_REGION=$(AWS_REGION) PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+FUNCTION ?= PredictFunction
+EVENT ?= events/predict.json
+
+validate: venv
+	$(SAM_ENV) sam validate
+	$(SAM_ENV) sam validate --lint
+	$(VENV)/bin/cfn-lint template.yaml
+
+build: venv
+	$(SAM_ENV) sam build
+
+serve: venv
+	$(PY) -m training.local serve
+
+invoke: venv
+	$(PY) -m training.local invoke $(FUNCTION) $(EVENT)
+
+bench: venv
+	PYTHONPATH=functions/predict:functions/retrain $(PY) -m benchmarks
 
 clean:
 	rm -rf .aws-sam .demo artifacts .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -122,3 +122,14 @@ def test_cli_publish_promote_list_show_rollback(
     assert read_manifest(trained_dir).version in capsys.readouterr().out
     assert main(["promote", "--model", second.name, "--version", "nope", "--bucket", bucket]) == 1
     assert "no version nope" in capsys.readouterr().err
+
+
+def test_access_denied_on_the_alias_says_what_it_may_mean(store):
+    """A role without ListBucket gets 403 for a missing key; the error must say so, not crash."""
+    from botocore.stub import Stubber
+
+    with Stubber(store.s3) as stub:
+        stub.add_client_error("get_object", "AccessDenied", "Access Denied", 403)
+        with pytest.raises(RegistryError, match="may not exist") as caught:
+            store.alias("house-prices", "live")
+    assert caught.value.status == 403

@@ -133,7 +133,7 @@ class ModelStore:
                 raise RegistryError(
                     f"{name} has no version {version}", "version_not_found", 404
                 ) from None
-            raise
+            raise self._denied_or(exc, key) from None
         return Manifest.from_json(body, f"s3://{self.bucket}/{key}")
 
     def alias(self, name: str, alias: str) -> AliasRecord | None:
@@ -143,7 +143,7 @@ class ModelStore:
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
-            raise
+            raise self._denied_or(exc, key) from None
         raw = json.loads(obj["Body"].read())
         return AliasRecord(
             alias=alias,
@@ -310,6 +310,18 @@ class ModelStore:
             Body=json.dumps(payload, indent=2, default=str).encode(),
             ContentType="application/json",
         )
+
+    def _denied_or(self, exc: ClientError, key: str) -> Exception:
+        # Without an unconditioned s3:ListBucket, S3 answers 403 rather than 404 for a key that
+        # does not exist; say so instead of leaving a bare AccessDenied in the logs.
+        if _code(exc) in ("AccessDenied", "403"):
+            return RegistryError(
+                f"access denied reading s3://{self.bucket}/{key} (it may not exist: a role "
+                "without s3:ListBucket on the bucket gets 403 instead of 404)",
+                "access_denied",
+                403,
+            )
+        return exc
 
     def _exists(self, key: str) -> bool:
         try:

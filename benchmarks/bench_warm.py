@@ -1,0 +1,61 @@
+"""Warm latency and throughput: the predict handler in process, fed API Gateway events."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from typing import Any
+
+from benchmarks.common import percentile, quiet_powertools, trained_model
+
+quiet_powertools()
+
+import joblib  # noqa: E402
+
+import predict_handler  # noqa: E402
+from sklambda.artifact import read_manifest  # noqa: E402
+from sklambda.predictor import LoadedModel  # noqa: E402
+from tests.conftest import FakeLambdaContext, load_event  # noqa: E402
+
+
+def timed(event: dict[str, Any], runs: int) -> list[float]:
+    context = FakeLambdaContext()
+    out = []
+    with contextlib.redirect_stdout(io.StringIO()):  # EMF metric lines
+        for _ in range(runs):
+            started = time.perf_counter()
+            reply = predict_handler.lambda_handler(event, context)
+            out.append(time.perf_counter() - started)
+    if reply["statusCode"] != 200:
+        raise SystemExit(f"unexpected reply {reply}")
+    return out
+
+
+def main() -> dict[str, Any]:
+    folder = trained_model()
+    predict_handler.holder.use(
+        LoadedModel(read_manifest(folder), joblib.load(folder / "model.joblib"))
+    )
+    one = load_event("predict")
+    record = json.loads(one["body"])
+    results: dict[str, Any] = {"fast_path": predict_handler.holder.loaded.fast}  # type: ignore[union-attr]
+    timed(one, 200)  # warm-up
+    t = timed(one, 3000)
+    results["one_row_p50_us"] = percentile(t, 0.5) * 1e6
+    results["one_row_p99_us"] = percentile(t, 0.99) * 1e6
+    for rows, runs in ((100, 500), (10_000, 30)):
+        for shape in ("records", "lists"):
+            instances = [record] * rows if shape == "records" else [list(record.values())] * rows
+            event = {**one, "body": json.dumps({"instances": instances})}
+            t = timed(event, runs)
+            p50 = percentile(t, 0.5)
+            results[f"rows_{rows}_{shape}_p50_ms"] = p50 * 1e3
+            results[f"rows_{rows}_{shape}_rows_per_s"] = rows / p50
+    return results
+
+
+if __name__ == "__main__":
+    for key, value in main().items():
+        print(f"{key:<32} {value:,.1f}" if isinstance(value, float) else f"{key:<32} {value}")

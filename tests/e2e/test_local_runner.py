@@ -1,0 +1,321 @@
+"""The Docker-free local runner end to end: real HTTP on 127.0.0.1 to functions running under the
+Lambda RIE. Uses a small echo function and template in a temporary folder, so it does not depend
+on the project's handlers."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.local.rie import rie_binary
+from training.local.runner import LocalApi
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 30  # seconds, for every request
+
+
+def _rie_available() -> bool:
+    try:
+        rie_binary()
+    except RuntimeError:
+        return False
+    return True
+
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not _rie_available(), reason="the Lambda RIE runs on Linux only"),
+]
+
+HANDLER = """
+import base64, json, os, time
+import helper  # from the layer
+
+def handler(event, context):
+    path = event["path"]
+    if path == "/boom":
+        raise RuntimeError("boom")
+    if path == "/slow":
+        time.sleep(5)
+    if path == "/binary":
+        return {"statusCode": 201, "headers": {"Content-Type": "application/octet-stream"},
+                "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
+    reply = {
+        "path": path, "method": event["httpMethod"], "resource": event["resource"],
+        "body": event["body"], "isBase64Encoded": event["isBase64Encoded"],
+        "query": event["queryStringParameters"],
+        "multiQuery": event["multiValueQueryStringParameters"],
+        "stage": event["requestContext"]["stage"],
+        "apiKey": event["requestContext"]["identity"]["apiKey"],
+        "sourceIp": event["requestContext"]["identity"]["sourceIp"],
+        "greeting": os.environ["GREETING"], "layer": helper.VALUE,
+        "function": context.function_name, "memory": context.memory_limit_in_mb,
+        "pid": os.getpid(),
+    }
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
+            "multiValueHeaders": {"X-Multi": ["a", "b"]}, "body": json.dumps(reply)}
+"""
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Greeting: {Type: String, Default: hello}
+Globals:
+  Function:
+    Runtime: python3.12
+    Timeout: 10
+Resources:
+  Layer:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: layer}
+  Api:
+    Type: AWS::Serverless::Api
+    Properties: {StageName: test}
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: app.handler
+      MemorySize: 256
+      Layers: [!Ref Layer]
+      Environment:
+        Variables:
+          GREETING: !Ref Greeting
+      Events:
+        Post: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /echo, Method: post}}
+        Get: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /echo, Method: get}}
+        Secret:
+          Type: Api
+          Properties:
+            RestApiId: !Ref Api
+            Path: /secret
+            Method: post
+            Auth: {ApiKeyRequired: true}
+        Boom: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /boom, Method: get}}
+        Binary: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /binary, Method: get}}
+  SlowFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn
+      Handler: app.handler
+      Timeout: 1
+      Layers: [!Ref Layer]
+      Environment: {Variables: {GREETING: slow}}
+      Events:
+        Slow: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /slow, Method: get}}
+"""
+API_KEY = "test-key"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    (root / "fn").mkdir()
+    (root / "fn" / "app.py").write_text(HANDLER)
+    (root / "layer").mkdir()
+    (root / "layer" / "helper.py").write_text("VALUE = 'from-layer'\n")
+    (root / "template.yaml").write_text(TEMPLATE)
+    (root / "env.json").write_text(json.dumps({"EchoFunction": {"GREETING": "hi"}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def api(project: Path, moto_endpoint: str) -> Iterator[LocalApi]:
+    with LocalApi(
+        project / "template.yaml",
+        env_vars=project / "env.json",
+        port=0,
+        api_key=API_KEY,
+        s3_endpoint=moto_endpoint,
+        seed=None,
+        concurrency=4,
+        log=lambda line: None,
+    ) as local:
+        yield local
+
+
+def request(
+    api: LocalApi,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(api.url + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
+
+
+def test_route_gets_an_api_gateway_proxy_event(api: LocalApi) -> None:
+    status, headers, body = request(api, "POST", "/echo?a=1&a=2&b=x", b'{"x": 1}')
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    reply: dict[str, Any] = json.loads(body)
+    assert reply | {"pid": 0} == {
+        "path": "/echo",
+        "method": "POST",
+        "resource": "/echo",
+        "body": '{"x": 1}',
+        "isBase64Encoded": False,
+        "query": {"a": "2", "b": "x"},
+        "multiQuery": {"a": ["1", "2"], "b": ["x"]},
+        "stage": "test",
+        "apiKey": None,
+        "sourceIp": "127.0.0.1",
+        "greeting": "hi",  # the env-vars file overrides the parameter's default
+        "layer": "from-layer",
+        "function": "EchoFunction",
+        "memory": "256",
+        "pid": 0,
+    }
+    assert reply["pid"] != os.getpid()  # the function runs in a process of its own
+
+
+def test_multi_value_response_headers(api: LocalApi) -> None:
+    req = urllib.request.Request(api.url + "/echo", method="GET")
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as response:
+        assert response.headers.get_all("X-Multi") == ["a", "b"]
+        assert json.loads(response.read())["body"] is None
+
+
+def test_unknown_path_is_404(api: LocalApi) -> None:
+    status, _, body = request(api, "GET", "/nope")
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_wrong_method_is_405(api: LocalApi) -> None:
+    status, headers, body = request(api, "DELETE", "/echo")
+    assert status == 405
+    assert headers["Allow"] == "GET, POST"
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
+
+
+def test_api_key_is_enforced(api: LocalApi) -> None:
+    status, _, body = request(api, "POST", "/secret", b"{}")
+    assert (status, json.loads(body)) == (403, {"message": "Forbidden"})
+    status, _, body = request(api, "POST", "/secret", b"{}", {"x-api-key": "wrong"})
+    assert status == 403
+    status, _, body = request(api, "POST", "/secret", b"{}", {"x-api-key": API_KEY})
+    assert status == 200
+    assert json.loads(body)["apiKey"] == API_KEY
+
+
+def test_binary_bodies_are_base64_both_ways(api: LocalApi) -> None:
+    raw = bytes([0xFF, 0xFE, 0x00, 0x80])  # not UTF-8: arrives base64-encoded
+    status, _, body = request(api, "POST", "/echo", raw)
+    reply = json.loads(body)
+    assert (status, reply["isBase64Encoded"]) == (200, True)
+    assert base64.b64decode(reply["body"]) == raw
+    status, headers, body = request(api, "GET", "/binary")  # isBase64Encoded reply: decoded
+    assert (status, headers["Content-Type"], body) == (
+        201,
+        "application/octet-stream",
+        bytes(range(256)),
+    )
+
+
+def test_function_error_is_502(api: LocalApi) -> None:
+    status, _, body = request(api, "GET", "/boom")
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+    assert request(api, "GET", "/echo")[0] == 200  # the environment survives a handler error
+
+
+def test_function_timeout_is_502(api: LocalApi) -> None:
+    status, _, body = request(api, "GET", "/slow")  # sleeps 5 s, Timeout is 1 s
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+
+
+def test_body_over_10_mb_is_413(api: LocalApi) -> None:
+    host, port = api.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    try:
+        conn.putrequest("POST", "/echo")
+        conn.putheader("Content-Length", str(10 * 1024 * 1024 + 1))
+        conn.endheaders()  # the body is never sent: the answer must not wait for it
+        assert conn.getresponse().status == 413
+    finally:
+        conn.close()
+
+
+def test_concurrent_clients_all_get_answers(api: LocalApi) -> None:
+    """8 clients x 10 requests; the RIE takes one invocation at a time, the pool scales out."""
+    results: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+
+    def client(n: int) -> None:
+        try:
+            for i in range(10):
+                status, _, body = request(api, "POST", "/echo", f"{n}-{i}".encode())
+                results.append((status, json.loads(body)["pid"]))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    assert len(results) == 80
+    assert {status for status, _ in results} == {200}
+    assert 1 <= len({pid for _, pid in results}) <= 4  # never more environments than the pool
+
+
+def run_cli(project: Path, moto_endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint}  # use it, start no S3 of its own
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.local",
+            *args,
+            "--template",
+            str(project / "template.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_invoke_cli_runs_a_cold_start(project: Path, moto_endpoint: str) -> None:
+    event = {"path": "/echo", "httpMethod": "POST", "resource": "/echo", "body": "hey"}
+    event |= {"isBase64Encoded": False, "queryStringParameters": None}
+    event |= {"multiValueQueryStringParameters": None}
+    event["requestContext"] = {"stage": "test", "identity": {"apiKey": None, "sourceIp": "1.2.3.4"}}
+    (project / "event.json").write_text(json.dumps(event))
+    result = run_cli(project, moto_endpoint, "invoke", "EchoFunction", str(project / "event.json"))
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200
+    reply = json.loads(response["body"])
+    assert (reply["body"], reply["greeting"], reply["layer"]) == ("hey", "hello", "from-layer")
+    assert "[EchoFunction] START RequestId" in result.stderr  # the function's logs are shown
+    assert "cold start" in result.stderr
+
+
+def test_invoke_cli_reports_a_function_error(project: Path, moto_endpoint: str) -> None:
+    (project / "boom.json").write_text(json.dumps({"path": "/boom"}))
+    result = run_cli(project, moto_endpoint, "invoke", "EchoFunction", str(project / "boom.json"))
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["errorType"] == "RuntimeError"

@@ -1,0 +1,244 @@
+"""training/local/template.py: a SAM template read as `sam local` reads it (small templates)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.local.template import (
+    DEFAULT_BUCKET,
+    Route,
+    TemplateError,
+    load_env_vars,
+    load_template,
+)
+
+pytestmark = pytest.mark.unit
+
+TEMPLATE = """
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  Stage: {Type: String, Default: dev}
+  ModelName: {Type: String, Default: house-prices}
+  Memory: {Type: Number, Default: 512}
+  Empty: {Type: String, Default: ""}
+Globals:
+  Function:
+    Timeout: 10
+    Runtime: python3.12
+    Environment:
+      Variables:
+        FROM_GLOBALS: "yes"
+        OVERRIDDEN: global
+Resources:
+  Bucket:
+    Type: AWS::S3::Bucket
+  Queue:
+    Type: AWS::SQS::Queue
+  Layer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/ml
+  PackagedLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/packaged
+  Api:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: !Ref Stage
+      Auth:
+        ApiKeyRequired: true
+  PredictFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/predict
+      Handler: app.handler
+      MemorySize: !Ref Memory
+      Layers: [!Ref Layer, !Ref PackagedLayer, "arn:aws:lambda:us-east-1:1:layer:x:1"]
+      Environment:
+        Variables:
+          MODEL_BUCKET: !Ref Bucket
+          MODEL_NAME: !Ref ModelName
+          MODEL_VERSION: !Ref Empty
+          QUEUE: !Ref Queue
+          ARN: !GetAtt Bucket.Arn
+          PREFIX: !Sub "models/${ModelName}/${AWS::Region}"
+          UNRESOLVED_SUB: !Sub "${Bucket.Arn}/models"
+          FLAG: true
+          COUNT: 3
+          OVERRIDDEN: function
+      Events:
+        Predict:
+          Type: Api
+          Properties: {RestApiId: !Ref Api, Path: /predict, Method: post}
+        Health:
+          Type: Api
+          Properties:
+            RestApiId: !Ref Api
+            Path: /health
+            Method: get
+            Auth: {ApiKeyRequired: false}
+        Nightly:
+          Type: Schedule
+          Properties: {Schedule: rate(1 day)}
+  OtherFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/other
+      Handler: other.handler
+      Timeout: 900
+      Environment:
+        Variables:
+          MODEL_NAME: !Ref ModelName
+      Events:
+        Anything:
+          Type: Api
+          Properties: {Path: /other, Method: any}
+"""
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "template.yaml"
+    path.write_text(TEMPLATE)
+    (tmp_path / "layers" / "packaged" / "python").mkdir(parents=True)
+    return path
+
+
+def test_functions_with_globals_parameters_and_layers(template: Path) -> None:
+    app = load_template(template)
+    root = template.parent
+    predict = app.functions["PredictFunction"]
+    assert predict.handler == "app.handler"
+    assert predict.code_dir == root / "functions" / "predict"
+    assert predict.runtime == "python3.12"  # from Globals
+    assert predict.timeout == 10  # from Globals
+    assert predict.memory_size == 512  # !Ref to a Number parameter
+    # layers/ml holds the package itself; a packaged layer keeps it in python/; an ARN is skipped
+    assert predict.layer_dirs == (root / "layers" / "ml", root / "layers" / "packaged" / "python")
+    assert any("arn:aws:lambda" in warning for warning in app.warnings)
+    other = app.functions["OtherFunction"]
+    assert (other.timeout, other.memory_size, other.layer_dirs) == (900, 128, ())
+
+
+def test_environment_values_are_resolved_like_sam_local(template: Path) -> None:
+    env = load_template(template).functions["PredictFunction"].environment
+    assert env == {
+        "FROM_GLOBALS": "yes",
+        "OVERRIDDEN": "function",
+        "MODEL_BUCKET": DEFAULT_BUCKET,  # !Ref to a bucket: the local bucket's name
+        "MODEL_NAME": "house-prices",
+        "MODEL_VERSION": "",
+        "QUEUE": "",  # a resource with no local stand-in
+        "ARN": "",  # !GetAtt is not resolved
+        "PREFIX": "models/house-prices/us-east-1",
+        "UNRESOLVED_SUB": "",
+        "FLAG": "true",
+        "COUNT": "3",
+    }
+
+
+def test_local_bucket_name_and_parameter_overrides(template: Path) -> None:
+    app = load_template(template, bucket="my-local", parameters={"ModelName": "rents"})
+    env = app.functions["PredictFunction"].environment
+    assert (env["MODEL_BUCKET"], env["MODEL_NAME"]) == ("my-local", "rents")
+    assert env["PREFIX"] == "models/rents/us-east-1"
+
+
+def test_env_vars_file_applies_like_sam_local_invoke(template: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "env.json"
+    env_file.write_text(
+        json.dumps(
+            {
+                "Parameters": {"MODEL_NAME": "everywhere", "OVERRIDDEN": "params"},
+                "PredictFunction": {"OVERRIDDEN": "own", "NOT_DECLARED": "x", "COUNT": 7},
+            }
+        )
+    )
+    app = load_template(template, env_vars=load_env_vars(env_file))
+    predict = app.functions["PredictFunction"].environment
+    other = app.functions["OtherFunction"].environment
+    assert predict["OVERRIDDEN"] == "own"  # the function's entry beats "Parameters"
+    assert predict["MODEL_NAME"] == "everywhere"  # "Parameters" applies to every function
+    assert predict["COUNT"] == "7"
+    assert other == {"FROM_GLOBALS": "yes", "OVERRIDDEN": "params", "MODEL_NAME": "everywhere"}
+    assert "NOT_DECLARED" not in predict  # sam only overrides variables the template declares
+
+
+def test_shell_environment_sits_between_template_and_env_vars(template: Path) -> None:
+    shell = {"MODEL_NAME": "from-shell", "OVERRIDDEN": "from-shell", "UNDECLARED": "x"}
+    app = load_template(
+        template, env_vars={"PredictFunction": {"OVERRIDDEN": "file"}}, shell_env=shell
+    )
+    env = app.functions["PredictFunction"].environment
+    assert (env["MODEL_NAME"], env["OVERRIDDEN"]) == ("from-shell", "file")
+    assert "UNDECLARED" not in env
+
+
+def test_api_routes(template: Path) -> None:
+    routes = load_template(template).routes
+    assert routes == [
+        Route("POST", "/predict", "PredictFunction", api_key_required=True, stage="dev"),
+        Route("GET", "/health", "PredictFunction", api_key_required=False, stage="dev"),
+        # no RestApiId: SAM's implicit API, stage "Prod", no key unless asked for
+        Route("ANY", "/other", "OtherFunction", api_key_required=False, stage="Prod"),
+    ]
+
+
+def test_globals_api_auth_applies_to_the_implicit_api(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        """
+Globals:
+  Api:
+    Auth: {ApiKeyRequired: true}
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: src
+      Handler: a.b
+      Events:
+        Get: {Type: Api, Properties: {Path: /x, Method: GET}}
+"""
+    )
+    assert load_template(path).routes[0].api_key_required is True
+
+
+def test_built_uses_aws_sam_build_when_present(template: Path) -> None:
+    build = template.parent / ".aws-sam" / "build"
+    (build / "PredictFunction").mkdir(parents=True)
+    (build / "Layer" / "python").mkdir(parents=True)
+    app = load_template(template, built=True)
+    predict = app.functions["PredictFunction"]
+    assert predict.code_dir == build / "PredictFunction"
+    assert predict.layer_dirs[0] == build / "Layer" / "python"
+    # not built: the sources
+    assert app.functions["OtherFunction"].code_dir == template.parent / "functions" / "other"
+    assert load_template(template).functions["PredictFunction"].code_dir != predict.code_dir
+
+
+def test_code_in_s3_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: "s3://bucket/code.zip", Handler: a.b}
+"""
+    )
+    with pytest.raises(TemplateError, match="CodeUri"):
+        load_template(path)
+
+
+def test_env_vars_file_must_map_names_to_objects(tmp_path: Path) -> None:
+    bad = tmp_path / "env.json"
+    bad.write_text(json.dumps({"PredictFunction": "oops"}))
+    with pytest.raises(TemplateError):
+        load_env_vars(bad)
+    assert load_env_vars(None) == {}

@@ -1,0 +1,264 @@
+"""A local stand-in for API Gateway (REST API, proxy integration, payload v1) on 127.0.0.1.
+
+Each request is matched to a route of the template, turned into the event API Gateway would send,
+given to the function (through `rie.FunctionPool`), and the function's proxy response is written
+back. Errors API Gateway produces itself (403 without the API key, 502 for a failed function,
+413 for a body over 10 MB) carry API Gateway's own bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from training.local.rie import FunctionError, LogSink, PoolExhausted, print_log
+from training.local.template import Route
+
+MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+Invoke = Callable[[str, dict[str, Any]], Any]  # (function id, event) -> proxy response
+
+
+class LocalApiServer(ThreadingHTTPServer):
+    daemon_threads = True  # an idle keep-alive connection must not hold up shutdown
+
+    def __init__(
+        self,
+        port: int,
+        routes: list[Route],
+        invoke: Invoke,
+        api_key: str | None,
+        log: LogSink = print_log,
+    ):
+        self.routes = routes
+        self.invoke = invoke
+        self.api_key = api_key
+        self.log = log
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    @property
+    def port(self) -> int:
+        port: int = self.server_address[1]
+        return port
+
+
+def build_event(
+    route: Route,
+    method: str,
+    target: str,
+    *,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str,
+    api_key: str | None,
+) -> dict[str, Any]:
+    """The event API Gateway sends a Lambda proxy integration (REST API, payload v1)."""
+    url = urlsplit(target)
+    single: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for name, value in headers:
+        single[name] = value  # API Gateway keeps the last value in `headers`
+        multi_headers.setdefault(name, []).append(value)
+    query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for name, value in parse_qsl(url.query, keep_blank_values=True):
+        query[name] = value
+        multi_query.setdefault(name, []).append(value)
+    # Without binaryMediaTypes API Gateway passes text as is; bytes that are not UTF-8 could not
+    # be passed that way, so they arrive base64-encoded (as for a binary media type).
+    text: str | None = None
+    is_base64 = False
+    if body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text, is_base64 = base64.b64encode(body).decode(), True
+    now = time.time()
+    request_id = str(uuid.uuid4())
+    user_agent = single.get("User-Agent")
+    return {
+        "resource": route.path,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": single or None,
+        "multiValueHeaders": multi_headers or None,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": single.get("Host", "127.0.0.1"),
+            "extendedRequestId": request_id,
+            "httpMethod": method,
+            "identity": {
+                "accessKey": None,
+                "accountId": None,
+                "apiKey": api_key,
+                "apiKeyId": "local" if api_key else None,
+                "caller": None,
+                "cognitoAuthenticationProvider": None,
+                "cognitoAuthenticationType": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "principalOrgId": None,
+                "sourceIp": source_ip,
+                "user": None,
+                "userAgent": user_agent,
+                "userArn": None,
+            },
+            "path": f"/{route.stage}{url.path}",
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "requestTime": formatdate(now, usegmt=True),
+            "requestTimeEpoch": int(now * 1000),
+            "resourceId": "local",
+            "resourcePath": route.path,
+            "stage": route.stage,
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LocalApiServer
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections are closed after a minute
+
+    def do_request(self) -> None:
+        started = time.perf_counter()
+        status = self._handle()
+        elapsed = (time.perf_counter() - started) * 1000
+        self.server.log(f'[api] "{self.command} {self.path}" {status} {elapsed:.1f} ms')
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request
+
+    def _handle(self) -> int:
+        path = urlsplit(self.path).path
+        routes = [r for r in self.server.routes if r.path == path]
+        if not routes:
+            return self._error(404, "not_found", f"no route for {path}")
+        route = next((r for r in routes if r.method in (self.command, "ANY")), None)
+        if route is None:
+            allowed = ", ".join(sorted(r.method for r in routes))
+            message = f"{self.command} is not allowed on {path}; use {allowed}"
+            return self._error(405, "method_not_allowed", message, {"Allow": allowed})
+        body = self._read_body()
+        if isinstance(body, int):
+            return body  # an error was sent
+        key = self.headers.get("x-api-key")
+        expected = self.server.api_key
+        valid = key is not None and expected is not None and hmac.compare_digest(key, expected)
+        if route.api_key_required and expected is not None and not valid:
+            forbidden = {"x-amzn-ErrorType": "ForbiddenException"}
+            return self._send(403, {"message": "Forbidden"}, forbidden)
+        return self._invoke(route, body, key if route.api_key_required else None)
+
+    def _read_body(self) -> bytes | int:
+        """The request body, or the status of the error sent instead (the body left unread)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            return self._error(411, "length_required", "send a Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return self._error(400, "bad_request", "invalid Content-Length")
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            return self._send(413, {"message": "Request Too Long"})
+        return self.rfile.read(length) if length else b""
+
+    def _invoke(self, route: Route, body: bytes, api_key: str | None) -> int:
+        event = build_event(
+            route,
+            self.command,
+            self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            api_key=api_key,
+        )
+        try:
+            response = self.server.invoke(route.function_id, event)
+        except PoolExhausted:
+            return self._send(429, {"message": "Too Many Requests"})
+        except FunctionError as exc:
+            self.server.log(f"[api] {exc}")
+            return self._send(502, {"message": "Internal server error"})
+        return self._proxy_response(response)
+
+    def _proxy_response(self, response: Any) -> int:
+        """Write a Lambda proxy response; a malformed one is a 502, as in API Gateway."""
+        try:
+            status = int(response["statusCode"])
+            body = response.get("body") or ""
+            if response.get("isBase64Encoded"):
+                data = base64.b64decode(body, validate=True)
+            else:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers = [
+                (str(name), str(value))
+                for name, values in (response.get("multiValueHeaders") or {}).items()
+                for value in values
+            ]
+            seen = {name.lower() for name, _ in headers}
+            headers += [
+                (str(n), str(v))
+                for n, v in (response.get("headers") or {}).items()
+                if n.lower() not in seen
+            ]
+            if not 100 <= status <= 599:
+                raise ValueError(status)
+        except (TypeError, KeyError, ValueError, AttributeError, binascii.Error):
+            self.server.log(f"[api] malformed Lambda proxy response: {response!r:.200}")
+            return self._send(502, {"message": "Internal server error"})
+        if not any(name.lower() == "content-type" for name, _ in headers):
+            headers.append(("Content-Type", "application/json"))  # API Gateway's default
+        return self._write(status, headers, data)
+
+    def _error(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> int:
+        return self._send(status, {"error": {"code": code, "message": message}}, headers)
+
+    def _send(self, status: int, document: Any, headers: dict[str, str] | None = None) -> int:
+        extra = [("Content-Type", "application/json"), *(headers or {}).items()]
+        return self._write(status, extra, json.dumps(document).encode())
+
+    def _write(self, status: int, headers: list[tuple[str, str]], data: bytes) -> int:
+        self.send_response_only(status)
+        self.send_header("Date", self.date_time_string())
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        return status
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib's signature)
+        pass  # do_request logs one line per request instead
+
+
+def serve_in_thread(server: LocalApiServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
+    thread.start()
+    return thread
