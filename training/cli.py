@@ -212,8 +212,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             + fmt.format(metrics["holdout"][name])
         )
     lines.append(
-        f"({metrics['cv_folds']}-fold CV on {metrics['train_rows']} rows; "
-        f"holdout {metrics['holdout_rows']} rows)"
+        f"({metrics['cv_folds']}-fold CV on {metrics.get('rows', '?')} rows; model fitted on "
+        f"{metrics['train_rows']}, holdout {metrics['holdout_rows']})"
     )
     return "\n".join(lines)
 

@@ -1,5 +1,6 @@
 """Predict API: Powertools resolver, routes and observability over the sklambda core."""
 
+import warnings
 from typing import Annotated, Any
 
 import boto3
@@ -18,6 +19,9 @@ from sklambda.errors import DataValidationError, Problem, SklambdaError
 from sklambda.predictor import LoadedModel
 from sklambda.serving import ModelHolder, ServingSettings, health
 from sklambda.store import ModelStore
+
+# GET /model and /health publish no metrics by design; Powertools would warn on each empty flush.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 tracer = Tracer()
@@ -86,7 +90,8 @@ def predict(
     body: Annotated[api.PredictRequest | None, Body(openapi_examples=api.PREDICT_EXAMPLES)] = None,
 ) -> Response[str]:
     event = app.current_event
-    reply = api.predict(holder, event.headers, event.decoded_body if event.body else None)
+    body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
+    reply = api.predict(holder, event.headers, body_bytes)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(reply["predictions"]))
     return _json(200, reply)
 
@@ -117,6 +122,10 @@ def openapi() -> Response[str]:
 
 @app.exception_handler(SklambdaError)
 def handle_domain_error(exc: SklambdaError) -> Response[str]:
+    # Counted so an alarm can watch rejected requests and unavailable models.
+    metrics.add_metric(
+        name="ClientErrors" if exc.status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1
+    )
     if exc.status >= 500:
         logger.warning("request failed", extra={"code": exc.code, "error": exc.message})
     return _json(exc.status, api.error_body(exc), api.error_headers(exc))

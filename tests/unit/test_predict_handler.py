@@ -151,6 +151,22 @@ def test_base64_body_is_decoded(loaded, lambda_context):
     assert call(event, lambda_context)[0] == 200
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        base64.b64encode(b"\xff\xfe not json").decode(),  # binary, not UTF-8
+        "not base64 at all!",
+        base64.b64encode(b"").decode() + "=",
+    ],
+)
+def test_undecodable_base64_body_returns_400(loaded, lambda_context, body):
+    event = load_event("predict")
+    event["body"], event["isBase64Encoded"] = body, True
+    status, reply, _ = call(event, lambda_context)
+    assert status == 400, reply
+    assert reply["error"]["code"] == "bad_request"
+
+
 def test_out_of_range_input_is_flagged_in_warnings(loaded, lambda_context):
     status, body, _ = call(with_body("predict", {**RECORD, "lotsize": 90_000}), lambda_context)
     assert status == 200
@@ -209,3 +225,25 @@ def test_predictions_are_float_list_for_large_batch(loaded, lambda_context):
     status, body, _ = call(with_body("predict", {"instances": rows}), lambda_context)
     assert status == 200
     assert np.allclose(body["predictions"], body["predictions"][0])
+
+
+def emitted_metrics(output: str) -> dict[str, list[float]]:
+    """Metric values from the CloudWatch EMF lines Powertools prints."""
+    found: dict[str, list[float]] = {}
+    for line in output.splitlines():
+        if line.startswith('{"_aws"'):
+            doc = json.loads(line)
+            for spec in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+                found.setdefault(spec["Name"], []).extend(doc[spec["Name"]])
+    return found
+
+
+def test_rows_and_rejected_requests_are_counted_in_metrics(loaded, lambda_context, capsys):
+    call(load_event("predict_batch"), lambda_context)
+    call(load_event("predict_missing_feature"), lambda_context)
+    found = emitted_metrics(capsys.readouterr().out)
+    assert found["PredictedRows"] == [
+        len(json.loads(load_event("predict_batch")["body"])["instances"])
+    ]
+    assert found["ClientErrors"] == [1.0]
+    assert "ServerErrors" not in found

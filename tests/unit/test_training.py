@@ -5,7 +5,7 @@ import pytest
 
 from sklambda.config import parse_config
 from sklambda.data import parse_csv, prepare
-from sklambda.training import build_pipeline, regression_metrics, train
+from sklambda.training import build_pipeline, holdout_indices, regression_metrics, train
 
 pytestmark = pytest.mark.unit
 
@@ -27,17 +27,47 @@ def test_training_is_deterministic(house_config, house_dataset, house_result):
     )
 
 
-def test_linear_model_is_plain_ols_on_log_price(house_dataset, house_result):
+def test_linear_model_is_plain_ols_on_log_price(house_config, house_dataset):
     """Same coefficients as numpy least squares of log(price) on [1, log(lotsize), others]."""
+    model = build_pipeline(house_config, house_dataset.schema).fit(house_dataset.X, house_dataset.y)
     X = house_dataset.X.copy()
     X[:, 0] = np.log(X[:, 0])
     design = np.column_stack([np.ones(len(X)), X])
     beta, *_ = np.linalg.lstsq(design, np.log(house_dataset.y), rcond=None)
-    ols = house_result.model.regressor_.named_steps["model"]
+    ols = model.regressor_.named_steps["model"]
     np.testing.assert_allclose(ols.intercept_, beta[0], rtol=1e-9)
     np.testing.assert_allclose(ols.coef_, beta[1:], rtol=1e-9)
     # Verbeek (2004), table 3.3: log(lotsize) 0.303, bathrms 0.166, airco 0.166.
     assert round(float(ols.coef_[0]), 3) == 0.303
+
+
+def test_shipped_model_never_saw_its_holdout_rows(house_config, house_dataset, house_result):
+    tr, te = holdout_indices(house_dataset, house_config)
+    assert len(tr) + len(te) == len(house_dataset.y) and not set(tr) & set(te)
+    assert 0.1 < len(te) / len(house_dataset.y) < 0.3  # holdout_fraction is 0.2
+    on_train = build_pipeline(house_config, house_dataset.schema).fit(
+        house_dataset.X[tr], house_dataset.y[tr]
+    )
+    np.testing.assert_allclose(
+        house_result.model.predict(house_dataset.X), on_train.predict(house_dataset.X)
+    )
+    assert house_result.metrics["holdout"] == regression_metrics(
+        house_dataset.y[te], on_train.predict(house_dataset.X[te])
+    )
+
+
+def test_a_row_keeps_its_side_of_the_holdout_when_data_is_added_or_reordered(
+    house_config, house_dataset
+):
+    """So a retrain never scores the champion on rows it was fitted on."""
+    from dataclasses import replace
+
+    first = house_dataset
+    _, first_test = holdout_indices(replace(first, X=first.X[:300], y=first.y[:300]), house_config)
+    order = np.random.default_rng(1).permutation(len(first.y))  # all rows, shuffled
+    grown = replace(first, X=first.X[order], y=first.y[order])
+    _, grown_test = holdout_indices(grown, house_config)
+    assert set(order[grown_test]) & set(range(300)) == set(first_test)
 
 
 def test_more_bathrooms_never_lowers_the_price(house_dataset, house_result):

@@ -7,6 +7,8 @@ and so a 10,000-row batch is validated column-wise in numpy instead of object by
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -116,7 +118,9 @@ class HealthResponse(BaseModel):
 # --- logic ---------------------------------------------------------------------------------
 
 
-def predict(holder: ModelHolder, headers: Mapping[str, str], body: str | None) -> dict[str, Any]:
+def predict(
+    holder: ModelHolder, headers: Mapping[str, str], body: str | bytes | None
+) -> dict[str, Any]:
     """Validate and answer one POST /predict; raises SklambdaError with the right status."""
     content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
@@ -149,7 +153,18 @@ def predict(holder: ModelHolder, headers: Mapping[str, str], body: str | None) -
     return reply
 
 
-def parse_json(body: str) -> Any:
+def request_body(body: str | None, base64_encoded: bool) -> str | bytes | None:
+    """The body as API Gateway delivered it. Not Powertools' decoded_body: that decodes a base64
+    body as UTF-8 text and raises (a 500) when a client sends binary garbage."""
+    if not body or not base64_encoded:
+        return body or None
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise RequestError("the body is marked base64-encoded but is not valid base64") from None
+
+
+def parse_json(body: str | bytes) -> Any:
     """orjson for speed; the standard library for what orjson refuses, so NaN and Infinity
     reach the schema (422 naming the field) and real syntax errors get a line and column."""
     try:
@@ -162,6 +177,8 @@ def parse_json(body: str) -> Any:
         raise RequestError(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except UnicodeDecodeError:  # a binary (base64-encoded) body that is not UTF-8
+        raise RequestError("malformed JSON: the body is not UTF-8 text") from None
 
 
 def dump_json(payload: Any) -> str:

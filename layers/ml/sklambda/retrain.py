@@ -166,7 +166,7 @@ class Retrainer:
         record.challenger = {"metrics": result.metrics}
         t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
 
-        test_rows = holdout_indices(table.rows, config)[1]
+        test_rows = holdout_indices(dataset, config)[1]
         champion_holdout = self._score_champion(champion, table, test_rows, dataset.y)
         record.champion["holdout"] = champion_holdout
         t = self._timed(record, "score_champion", t, holdout=champion_holdout)

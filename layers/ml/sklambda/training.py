@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +19,13 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, Ridge
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from sklambda.config import EstimatorConfig, ModelConfig
 from sklambda.data import Dataset
-from sklambda.errors import ConfigError
+from sklambda.errors import ConfigError, DataValidationError
 from sklambda.schema import FeatureSchema
 
 ESTIMATORS: dict[str, type[RegressorMixin]] = {
@@ -116,22 +118,38 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def holdout_indices(rows: int, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The seeded holdout split as row indices (train, test), so other models can be scored
-    on exactly the same rows (the retrain gate scores the champion there)."""
-    train_idx, test_idx = train_test_split(
-        np.arange(rows),
-        test_size=config.evaluation.holdout_fraction,
-        random_state=config.evaluation.seed,
-    )
-    return np.asarray(train_idx), np.asarray(test_idx)
+def holdout_indices(dataset: Dataset, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test) of the holdout, decided row by row from a hash of the row.
+
+    A row's side depends only on its values and the seed, never on the file's size or order, so
+    when a retrain adds data, rows the champion trained on stay in the training split and rows it
+    was tested on stay in the holdout: the champion never scores rows it has seen, and both
+    models are compared on exactly the same rows (a plain shuffled split would leak ~80% of the
+    new holdout into the champion's training data).
+    """
+    schema = dataset.schema
+    in_test = np.empty(len(dataset.y), dtype=bool)
+    for i, (row, target) in enumerate(zip(dataset.X.tolist(), dataset.y.tolist(), strict=True)):
+        values = [
+            f.categories[int(v)] if f.type == "category" and not math.isnan(v) else repr(v)
+            for f, v in zip(schema.features, row, strict=True)
+        ]
+        key = "\x1f".join([str(config.evaluation.seed), *values, repr(target)]).encode()
+        draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest()) / 2.0**64
+        in_test[i] = draw < config.evaluation.holdout_fraction
+    if in_test.all() or not in_test.any():
+        raise DataValidationError(
+            f"{len(in_test)} rows leave no rows on one side of a "
+            f"{config.evaluation.holdout_fraction:g} holdout; add data"
+        )
+    return np.flatnonzero(~in_test), np.flatnonzero(in_test)
 
 
 def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = None) -> TrainResult:
-    """k-fold CV on all rows, a seeded holdout, then the final fit on all rows.
+    """k-fold CV on all rows, then the shipped model: fitted on the training split only.
 
-    The holdout metrics come from a fit on the training split; the shipped model is refit on every
-    row so no data is wasted (for a linear model it is then the plain OLS fit on the whole file).
+    The holdout rows are never fitted, so the holdout metrics are this exact model's, and a later
+    retrain can score it on the same rows without leakage (see holdout_indices).
     """
     say = progress or (lambda _msg: None)
     ev = config.evaluation
@@ -150,19 +168,18 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
         }
         for name in fold_metrics[0]
     }
-    tr, te = holdout_indices(len(y), config)
-    holdout_model = build_pipeline(config, dataset.schema).fit(X[tr], y[tr])
-    holdout = regression_metrics(y[te], holdout_model.predict(X[te]))
-    say(f"holdout ({len(te)} rows): r2={holdout['r2']:.3f}")
-    final = build_pipeline(config, dataset.schema).fit(X, y)
-    say(f"final fit on all {len(y)} rows")
+    tr, te = holdout_indices(dataset, config)
+    final = build_pipeline(config, dataset.schema).fit(X[tr], y[tr])
+    holdout = regression_metrics(y[te], final.predict(X[te]))
+    say(f"fitted on {len(tr)} rows; holdout ({len(te)} rows): r2={holdout['r2']:.3f}")
     metrics = {
         "primary": ev.primary_metric,
         "cv": cv,
         "cv_folds": ev.cv_folds,
         "holdout": holdout,
         "holdout_rows": int(len(te)),
-        "train_rows": int(len(y)),
+        "train_rows": int(len(tr)),
+        "rows": int(len(y)),
     }
     return TrainResult(final, metrics, time.perf_counter() - started)
 

@@ -1,0 +1,152 @@
+"""The real predict function, as template.yaml and events/env.json describe it, behind the local
+runner: real HTTP on 127.0.0.1, each function in its own process under the Lambda RIE, the model
+published to a moto server and loaded (verified) on cold start."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from sklambda.store import ModelStore
+from tests.conftest import EVENTS, load_event
+from tests.e2e.test_local_runner import pytestmark as runner_marks
+from training.local.runner import LocalApi
+from training.local.s3server import FAKE_CREDENTIALS
+
+ROOT = Path(__file__).resolve().parents[2]
+API_KEY = "e2e-key"
+TIMEOUT = 60  # seconds per request: the first ones wait for cold starts on a busy 2-core box
+
+pytestmark = runner_marks
+
+
+@pytest.fixture(scope="module")
+def served(moto_endpoint: str, trained_dir: Path) -> Iterator[tuple[LocalApi, str]]:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **_creds())
+    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    store = ModelStore(s3, bucket)
+    version = store.publish(trained_dir).version
+    store.promote("house-prices", version)
+    env = json.loads((EVENTS / "env.json").read_text())
+    env["PredictFunction"]["MODEL_BUCKET"] = bucket
+    with LocalApi(
+        ROOT / "template.yaml",
+        env_vars=env,
+        port=0,
+        api_key=API_KEY,
+        s3_endpoint=moto_endpoint,
+        seed=None,
+        concurrency=4,
+        log=lambda line: None,
+    ) as api:
+        yield api, version
+
+
+def _creds() -> dict[str, str]:
+    return {
+        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def send(
+    url: str, path: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
+    headers = {"x-api-key": API_KEY, "content-type": content_type}
+    request = urllib.request.Request(url + path, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+EXPECTED = {
+    "predict": 200,
+    "predict_batch": 200,
+    "predict_batch_lists": 200,
+    "predict_mlflow": 200,
+    "predict_mlflow_records": 200,
+    "predict_missing_feature": 422,
+    "predict_wrong_type": 422,
+    "predict_malformed_json": 400,
+    "predict_wrong_content_type": 415,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_predict_event_body_over_http(served: tuple[LocalApi, str], name: str) -> None:
+    api, version = served
+    event = load_event(name)
+    content_type = {k.lower(): v for k, v in event["headers"].items()}["content-type"]
+    status, reply = send(api.url, "/predict", event["body"].encode(), content_type)
+    assert status == EXPECTED[name], reply
+    if status == 200:
+        assert reply["model"]["version"] == version
+        assert all(30_000 < p < 200_000 for p in reply["predictions"])
+    else:
+        assert set(reply["error"]) >= {"code", "message"}
+
+
+def test_model_health_and_the_api_key(served: tuple[LocalApi, str]) -> None:
+    api, version = served
+    assert send(api.url, "/model")[1]["version"] == version
+    with urllib.request.urlopen(api.url + "/health", timeout=TIMEOUT) as reply:  # no key needed
+        assert json.loads(reply.read())["status"] == "ready"
+    keyless = urllib.request.Request(api.url + "/predict", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(keyless, timeout=TIMEOUT)
+    assert refused.value.code == 403
+
+
+def test_mixed_good_and_bad_requests_from_8_threads_never_get_a_5xx(
+    served: tuple[LocalApi, str],
+) -> None:
+    api, _ = served
+    record = json.loads(load_event("predict")["body"])
+    _, single = send(api.url, "/predict", json.dumps(record).encode())
+    bad_inputs: list[tuple[bytes, str, int]] = [
+        (json.dumps({**record, "bedrooms": "three"}).encode(), "application/json", 422),
+        (
+            json.dumps({k: v for k, v in record.items() if k != "lotsize"}).encode(),
+            "application/json",
+            422,
+        ),
+        (b'{"lotsize": NaN}', "application/json", 422),
+        (b"\xff\xfe not json", "application/json", 400),
+        (b"", "application/json", 400),
+        (b"[1, 2, 3]", "application/json", 400),
+        (json.dumps(record).encode(), "text/csv", 415),
+        (json.dumps({"instances": [record] * 10_001}).encode(), "application/json", 413),
+    ]
+    good = (json.dumps(record).encode(), "application/json", 200)
+    requests = [good if i % 3 == 0 else bad_inputs[i % len(bad_inputs)] for i in range(200)]
+
+    def one(spec: tuple[bytes, str, int]) -> tuple[int, int, Any]:
+        body, content_type, expected = spec
+        status, reply = send(api.url, "/predict", body, content_type)
+        return expected, status, reply
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, requests))
+    statuses = Counter(status for _, status, _ in results)
+    fives = [(e, r) for e, s, r in results if s >= 500]
+    assert not fives, (statuses, fives[:3])
+    for expected, status, reply in results:
+        assert status == expected, reply
+        if status == 200:
+            assert reply["predictions"] == single["predictions"]
+        else:
+            assert "Traceback" not in json.dumps(reply)
