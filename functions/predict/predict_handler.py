@@ -156,6 +156,25 @@ def handle_unexpected(exc: Exception) -> Response[str]:
     return handle_domain_error(error)
 
 
+def _before_snapshot() -> None:
+    holder.before_snapshot()
+
+
+def _after_restore() -> None:
+    holder.after_restore()
+
+
+# SnapStart runtime hooks (EnableSnapStart in template.yaml). Lambda's Python runtime provides
+# snapshot_restore_py; other runtimes (a local stand-in container) may not, and need no hooks.
+try:
+    from snapshot_restore_py import register_after_restore, register_before_snapshot
+except ImportError:  # pragma: no cover - depends on the runtime
+    pass
+else:
+    register_before_snapshot(_before_snapshot)
+    register_after_restore(_after_restore)
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -123,3 +123,75 @@ def test_health_reports_why_the_model_is_unavailable(make_holder, lambda_context
     body = json.loads(reply["body"])
     assert reply["statusCode"] == 503
     assert "no alias 'live'" in body["reason"]
+
+
+# --- SnapStart runtime hooks ---------------------------------------------------------------
+
+
+def test_snapstart_hooks_are_registered_with_the_runtime():
+    from snapshot_restore_py import get_after_restore, get_before_snapshot
+
+    assert predict_handler._before_snapshot in [entry[0] for entry in get_before_snapshot()]
+    assert predict_handler._after_restore in [entry[0] for entry in get_after_restore()]
+
+
+def test_snapshot_holds_the_model_and_restore_honours_a_later_promotion(
+    make_holder, store, trained_dir, tmp_path, house_config, house_dataset, lambda_context
+):
+    from sklambda.artifact import write_artifact
+    from sklambda.training import train
+
+    first = store.publish(trained_dir)
+    store.promote(first.name, first.version)
+    holder = make_holder(refresh_seconds=300.0)  # the refresh interval alone would wait 5 min
+    predict_handler._before_snapshot()
+    assert holder.loaded is not None and holder.loaded.manifest.version == first.version
+
+    newer = tmp_path / "newer"
+    write_artifact(newer, house_config, house_dataset, train(house_config, house_dataset))
+    second = store.publish(newer)
+    store.promote(second.name, second.version)  # promoted after the snapshot was taken
+    predict_handler._after_restore()
+    status, body, _ = predict(lambda_context)
+    assert status == 200 and body["model"]["version"] == second.version
+
+
+def test_restore_keeps_the_snapshot_model_when_the_alias_cannot_be_read(
+    make_holder, store, s3, bucket, trained_dir, lambda_context
+):
+    first = store.publish(trained_dir)
+    store.promote(first.name, first.version)
+    holder = make_holder(refresh_seconds=300.0)
+    predict_handler._before_snapshot()
+    s3.put_object(Bucket=bucket, Key=store.alias_key("house-prices", "live"), Body=b"not json")
+    predict_handler._after_restore()
+    assert holder.loaded is not None and holder.loaded.manifest.version == first.version
+    assert predict(lambda_context)[0] == 200
+
+
+def test_snapshot_without_a_model_still_serves_once_one_is_promoted(
+    make_holder, store, trained_dir, lambda_context
+):
+    holder = make_holder()
+    predict_handler._before_snapshot()  # no alias yet: reported, not raised
+    assert holder.loaded is None
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    predict_handler._after_restore()
+    assert predict(lambda_context)[0] == 200
+
+
+def test_each_restore_gets_its_own_random_state():
+    import random
+
+    import numpy as np
+
+    from sklambda.serving import reseed_random
+
+    random.seed(7)
+    np.random.seed(7)  # as if restored from a snapshot taken in this state
+    snapshot = (random.random(), np.random.random())
+    random.seed(7)
+    np.random.seed(7)
+    reseed_random()
+    assert (random.random(), np.random.random()) != snapshot

@@ -10,6 +10,7 @@ and a new version is swapped in only once it is fully loaded.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 
 from sklambda.artifact import Manifest, check_runtime
 from sklambda.errors import SklambdaError
@@ -25,6 +27,12 @@ from sklambda.predictor import LoadedModel
 from sklambda.store import ModelStore
 
 RETRY_AFTER_SECONDS = 5
+
+
+def reseed_random() -> None:
+    """Fresh seeds from the OS for Python's and numpy's global generators."""
+    random.seed()
+    np.random.seed()  # the legacy global RandomState some scikit-learn code paths still use
 
 
 class ModelUnavailableError(SklambdaError):
@@ -109,6 +117,25 @@ class ModelHolder:
             self._model = None
             self._last_error = None
             self._checked_at = 0.0
+
+    def before_snapshot(self) -> None:
+        """SnapStart: load and warm the model so the snapshot holds it. A failure is reported
+        and the snapshot is taken without a model: the first request loads it."""
+        try:
+            self.get()
+        except ModelUnavailableError as exc:
+            if self.on_refresh_error:
+                self.on_refresh_error(exc)
+
+    def after_restore(self) -> None:
+        """SnapStart: a snapshot can be days old and is restored many times. Give each restored
+        environment its own random state, and re-check the alias now, so a promotion made since
+        the snapshot is served from the first request (a failed check keeps the snapshot's
+        model, like any refresh)."""
+        reseed_random()
+        model = self._model
+        if model is not None and not self.settings.version:
+            self._refresh(model)
 
     def _load_first(self) -> LoadedModel:
         with self._lock:
