@@ -247,3 +247,37 @@ def test_rows_and_rejected_requests_are_counted_in_metrics(loaded, lambda_contex
     ]
     assert found["ClientErrors"] == [1.0]
     assert "ServerErrors" not in found
+
+
+def sam_generated_event(method: str, path: str, body: str | None = None) -> dict:
+    """An event made by SAM CLI's own generator (`sam local generate-event apigateway
+    aws-proxy`), not by this repo: base64 body, no Content-Type, proxy resource."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["local", "generate-event", "apigateway", "aws-proxy", "--method", method]
+    args += ["--path", path] + (["--body", body] if body is not None else [])
+    out = subprocess.run(
+        [sys.executable, "-m", "samcli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    return json.loads(out.stdout)
+
+
+def test_events_generated_by_sam_cli_are_answered(loaded, lambda_context):
+    status, body, _ = call(
+        sam_generated_event("POST", "predict", json.dumps(RECORD)), lambda_context
+    )
+    assert status == 200, body
+    assert body["price"] == pytest.approx(
+        loaded.model.predict(loaded.schema.encode_records([RECORD]))[0]
+    )
+    status, body, _ = call(sam_generated_event("POST", "predict", "{not json"), lambda_context)
+    assert status == 400, body
+    status, body, _ = call(sam_generated_event("GET", "health"), lambda_context)
+    assert status == 200 and body["status"] == "ready"
