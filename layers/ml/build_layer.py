@@ -7,6 +7,8 @@ Usage: build_layer.py <layer>/python --arch x86_64|aarch64 [--functions <dir>]
 from __future__ import annotations
 
 import argparse
+import ast
+import filecmp
 import glob
 import os
 import platform
@@ -23,6 +25,43 @@ MIB = 1024 * 1024
 # In the Lambda python3.12 runtime already; a second botocore in the layer would shadow boto3's.
 RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer", "urllib3", "python-dateutil", "six"}
 
+# Inputs to a C/Cython compiler (Cython sources and declarations, Tempita templates, C headers and
+# sources, static libraries, pkg-config files): read only when building extensions against these
+# packages, and nothing compiles on Lambda.
+BUILD_ONLY_SUFFIXES = {".pyx", ".pxd", ".pxi", ".tp", ".h", ".hpp", ".c", ".cpp", ".a", ".pc"}
+BUILD_ONLY_DIRS = ("numpy/_core/include", "numpy/_core/lib", "numpy/random/lib", "numpy/f2py/src")
+# Whole subpackages that no remaining module imports: `check_unreferenced` proves it at every
+# build (and fails it) by reading every import statement left in the layer and the functions.
+# scipy: signal/odr/misc/datasets/fftpack/differentiate are imported by neither scikit-learn nor
+# the scipy modules it uses (nor by us); _precompute holds scipy's own build-time scripts.
+# Powertools: the utilities other than the event handler, logging, metrics, tracing and typing
+# that the functions use.
+UNUSED_PACKAGES = (
+    "scipy/signal",
+    "scipy/odr",
+    "scipy/misc",
+    "scipy/datasets",
+    "scipy/fftpack",
+    "scipy/differentiate",
+    "scipy/special/_precompute",
+    "aws_lambda_powertools/metrics/provider/datadog",
+    "aws_lambda_powertools/utilities/auth_alpha",
+    "aws_lambda_powertools/utilities/batch",
+    "aws_lambda_powertools/utilities/circuit_breaker",
+    "aws_lambda_powertools/utilities/data_masking",
+    "aws_lambda_powertools/utilities/feature_flags",
+    "aws_lambda_powertools/utilities/idempotency",
+    "aws_lambda_powertools/utilities/kafka",
+    "aws_lambda_powertools/utilities/parameters",
+    "aws_lambda_powertools/utilities/parser",
+    "aws_lambda_powertools/utilities/streaming",
+)
+# numpy imports before scipy can (scipy/__init__ imports numpy), and numpy's OpenBLAS loads its
+# libgfortran/libquadmath, which the loader then reuses for any object needing the same SONAME.
+# scipy.libs ships byte-identical copies under the same names: never loaded, so only the copies in
+# scipy.libs go, and only when identical. (Deleting, never stripping, inside *.libs/.)
+DEDUPLICATED_LIBS = ("scipy.libs", "numpy.libs")
+
 SMOKE_TEST = """
 import os, sys, time
 t0 = time.perf_counter()
@@ -31,6 +70,32 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 seconds = time.perf_counter() - t0
+# What the predict function imports from Powertools (the utilities left out must not be needed).
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+import sklambda.predictor, sklambda.training  # the rest needs botocore, which Lambda provides
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/swagger")
+# Every scikit-learn module and every scipy subpackage left: none may miss a part of the layer
+# (optional libraries that are not in the layer, such as torch or pytest, may be missing).
+import contextlib, importlib, io, pkgutil, warnings
+warnings.simplefilter("ignore")  # deprecated shims (sklearn.experimental...) say so on import
+ours = {name.split(".")[0].split("-")[0] for name in os.listdir(sys.argv[1])}
+names = [m.name for m in pkgutil.walk_packages(sklearn.__path__, "sklearn.")]
+names += ["scipy." + m.name for m in pkgutil.iter_modules(scipy.__path__)]
+for name in names:
+    if ".tests" in name or name.endswith("conftest"):
+        continue
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        assert (exc.name or "").split(".")[0] not in ours, f"{name}: {exc}"
+# A LAPACK call through scipy's own OpenBLAS, which now runs on numpy's copy of libgfortran
+# (see DEDUPLICATED_LIBS).
+import scipy.linalg, scipy.optimize
+assert numpy.allclose(scipy.linalg.solve([[3.0, 1.0], [1.0, 2.0]], [9.0, 8.0]), [2.0, 3.0])
+assert abs(scipy.optimize.minimize_scalar(lambda v: (v - 2.0) ** 2).x - 2.0) < 1e-6
 root = os.path.realpath(sys.argv[1])
 for module in (numpy, scipy, sklearn, joblib, sklambda, aws_lambda_powertools, pydantic):
     where = os.path.realpath(module.__file__)
@@ -81,14 +146,24 @@ def missing_dependencies(site: Path, arch: str) -> list[str]:
 
 
 def trim(site: Path, arch: str) -> None:
-    """Only what was shown safe: test suites, type stubs, and symbols of the packages' own .so."""
+    """Only what was shown safe: test suites, type stubs, build-time files, unused subpackages,
+    duplicated vendored libraries, and symbols of the packages' own .so."""
     for tests in sorted(site.rglob("tests"), reverse=True):
         if tests.is_dir():
             shutil.rmtree(tests)
     for stub in site.rglob("*.pyi"):
         stub.unlink()
+    for conftest in site.rglob("conftest.py"):  # pytest's, for the test suites removed above
+        conftest.unlink()
     for cache in sorted(site.rglob("__pycache__"), reverse=True):
         shutil.rmtree(cache)
+    for folder in BUILD_ONLY_DIRS + UNUSED_PACKAGES:
+        if (site / folder).is_dir():
+            shutil.rmtree(site / folder)
+    for path in [p for p in site.rglob("*") if p.suffix in BUILD_ONLY_SUFFIXES]:
+        if path.is_file() and not any(part.endswith(".libs") for part in path.parts):
+            path.unlink()
+    deduplicate_libs(site)
 
     # The host's strip rejects foreign objects; a cross binutils (apt: binutils-<arch>-linux-gnu)
     # handles them.
@@ -108,6 +183,63 @@ def trim(site: Path, arch: str) -> None:
     log(f"stripped {len(objects) - len(failed)} of {len(objects)} .so files outside *.libs/")
     if failed:  # e.g. the host's strip does not understand aarch64 objects: harmless, just bigger
         log(f"strip failed on {len(failed)} files (first: {failed[0].name}); left as they are")
+
+
+IMPORT_CALLS = {"import_module", "__import__"}
+
+
+def deduplicate_libs(site: Path) -> None:
+    copies, keeper = site / DEDUPLICATED_LIBS[0], site / DEDUPLICATED_LIBS[1]
+    for copy in sorted(copies.glob("*.so*")) if copies.is_dir() else []:
+        original = keeper / copy.name
+        if original.is_file() and filecmp.cmp(copy, original, shallow=False):
+            copy.unlink()
+            log(f"{copy.relative_to(site)}: identical to {original.relative_to(site)}, removed")
+
+
+def imported_names(path: Path, module: str) -> set[str]:
+    """Every module an import statement (anywhere in the file) or a literal
+    importlib.import_module/__import__ call names, with relative imports resolved."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: max(0, package.count(".") + 2 - node.level)]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute | ast.Name)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in IMPORT_CALLS
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+    return names
+
+
+def check_unreferenced(site: Path, functions: Path | None) -> list[str]:
+    """Which remaining files (layer and functions) import something UNUSED_PACKAGES removed."""
+    removed = tuple(folder.replace("/", ".") for folder in UNUSED_PACKAGES)
+    sources = [(p, ".".join(p.relative_to(site).with_suffix("").parts)) for p in site.rglob("*.py")]
+    if functions is not None and functions.is_dir():
+        sources += [(p, p.stem) for p in functions.glob("*/*.py")]
+    problems = []
+    for path, dotted in sources:
+        for name in imported_names(path, dotted.removesuffix(".__init__")):
+            if any(name == r or name.startswith(r + ".") for r in removed):
+                problems.append(f"{path}: imports {name}, which the trim removes")
+    return problems
 
 
 def _strip(strip: str, so: Path) -> bool:
@@ -211,6 +343,12 @@ def main() -> int:
         return 1
     trim(site, args.arch)
     log(f"trimmed: {tree_bytes(layer):,} bytes")
+    problems = check_unreferenced(site, args.functions)
+    if problems:
+        for problem in problems:
+            print(f"build_layer: ERROR: {problem}", file=sys.stderr)
+        print("build_layer: ERROR: keep that package (UNUSED_PACKAGES)", file=sys.stderr)
+        return 1
 
     python312 = find_python312()
     if python312 is None:

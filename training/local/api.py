@@ -134,6 +134,9 @@ def build_event(
 class _Handler(BaseHTTPRequestHandler):
     server: LocalApiServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two sends; with Nagle on, a keep-alive client's next request
+    # waits ~40 ms for a delayed ACK (measured by benchmarks/bench_http.py).
+    disable_nagle_algorithm = True
     timeout = 60  # idle keep-alive connections are closed after a minute
 
     def do_request(self) -> None:

@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import joblib
 import numpy as np
@@ -18,10 +18,12 @@ import sklearn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sklambda.config import ModelConfig, TargetConfig
-from sklambda.data import Dataset
 from sklambda.errors import IntegrityError, RuntimeMismatchError
 from sklambda.schema import FeatureSchema
-from sklambda.training import TrainResult
+
+if TYPE_CHECKING:  # training code: serving must not import sklearn.ensemble & co. on a cold start
+    from sklambda.data import Dataset
+    from sklambda.training import TrainResult
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"

@@ -1,0 +1,149 @@
+"""`make bench`: every benchmark, printed and written to benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_cold, bench_http, bench_memory, bench_size, bench_warm
+from benchmarks.common import ROOT, load_average, machine, seeded_registry
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+COMMAND = "make bench"
+RUN = "PYTHONPATH=functions/predict:functions/retrain .venv/bin/python -m benchmarks"
+MIB = 2**20
+
+TARGETS = {
+    "size": "function + layers <= 190 MiB (199,229,440 bytes) unzipped, bytecode included",
+    "cold": "process start to first prediction <= 800 ms median",
+    "warm": "one-row handler p50 <= 200 us; 10,000-row batch >= 500,000 rows/s",
+    "memory": "peak RSS <= 300 MB",
+}
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def size_section(f: dict[str, Any]) -> list[str]:
+    lines = ["| part | unzipped bytes | MiB |", "| --- | ---: | ---: |"]
+    lines += [f"| {n} | {b:,} | {b / MIB:.1f} |" for n, b in f["parts"].items()]
+    lines += ["", "| function + its layers | bytes | MiB | of Lambda's 262,144,000 | target |"]
+    lines += ["| --- | ---: | ---: | ---: | --- |"]
+    for name, total in f["totals"].items():
+        lines.append(
+            f"| {name} | {total:,} | {total / MIB:.1f} | {total / f['limit']:.1%} "
+            f"| {_met(total <= f['target'])} |"
+        )
+    return lines
+
+
+def cold_section(f: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{f['runs']} fresh processes on {f['python']}, code and layer from `{f['build']}`, "
+        "model resolved, fetched (empty cache each run) and sha256-verified from a local moto "
+        f"S3. Total range {f['min_total_ms']:.0f}-{f['max_total_ms']:.0f} ms.",
+        "",
+        "| phase (median of runs) | ms |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {name} | {ms:.1f} |" for name, ms in f["median_ms"].items()]
+    total = f["median_ms"]["total: process start to first prediction"]
+    lines += ["", f"Target 800 ms: {_met(total <= 800)}."]
+    return lines
+
+
+def warm_section(f: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Handler in process, API Gateway events; numpy fast path: {f['fast_path']}.",
+        "",
+        "| figure | value |",
+        "| --- | ---: |",
+        f"| one row p50 | {f['one_row_p50_us']:.0f} us |",
+        f"| one row p99 | {f['one_row_p99_us']:.0f} us |",
+    ]
+    for rows in (100, 10_000):
+        for shape in ("records", "lists"):
+            lines.append(
+                f"| {rows:,} rows ({shape}) p50 | {f[f'rows_{rows}_{shape}_p50_ms']:.2f} ms, "
+                f"{f[f'rows_{rows}_{shape}_rows_per_s']:,.0f} rows/s |"
+            )
+    best = max(f["rows_10000_records_rows_per_s"], f["rows_10000_lists_rows_per_s"])
+    lines += [
+        "",
+        f"Targets: one-row p50 <= 200 us {_met(f['one_row_p50_us'] <= 200)}; "
+        f"10,000 rows >= 500,000 rows/s: records {_met(f['rows_10000_records_rows_per_s'] >= 5e5)}"
+        f", lists {_met(f['rows_10000_lists_rows_per_s'] >= 5e5)} (best {best:,.0f}).",
+    ]
+    return lines
+
+
+def memory_section(f: dict[str, Any]) -> list[str]:
+    return [
+        f"A fresh process on {f['python']} (shipped build), ru_maxrss.",
+        "",
+        "| when | peak RSS |",
+        "| --- | ---: |",
+        f"| after the cold start (first prediction) | {f['rss_cold_mb']:.1f} MiB |",
+        f"| after a {f['batch_rows']:,}-row batch | {f['rss_batch_mb']:.1f} MiB |",
+        "",
+        f"Target 300 MB: {_met(max(f['rss_cold_mb'], f['rss_batch_mb']) * MIB <= 300e6)}.",
+    ]
+
+
+def http_section(f: dict[str, Any]) -> list[str]:
+    lines = [
+        (bench_http.__doc__ or "").split("\n\n")[0].replace("\n", " "),
+        "",
+        "| concurrency | requests | p50 ms | p99 ms | requests/s |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level, g in f.items():
+        lines.append(
+            f"| {level[1:]} | {g['requests']} | {g['p50_ms']:.2f} | {g['p99_ms']:.2f} "
+            f"| {g['requests_per_s']:.0f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    started = time.monotonic()
+    load_before = load_average()
+    sections: list[tuple[str, str, list[str]]] = []
+
+    def run(title: str, module: str, render: Any, figures: dict[str, Any]) -> None:
+        lines = render(figures)
+        sections.append((title, module, lines))
+        print(f"\n## {title}\n" + "\n".join(lines), flush=True)
+
+    run("Size", "bench_size", size_section, bench_size.main())
+    with seeded_registry() as endpoint:
+        run("Cold start", "bench_cold", cold_section, bench_cold.main(endpoint))
+        run("Memory", "bench_memory", memory_section, bench_memory.main(endpoint))
+        run("HTTP (local API)", "bench_http", http_section, bench_http.main(endpoint))
+    run("Warm handler", "bench_warm", warm_section, bench_warm.main())
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "# Benchmark results",
+        "",
+        f"Written by `{COMMAND}` (`{RUN}`) on {now}, in {time.monotonic() - started:.0f} s.",
+        "",
+        f"- Machine: {machine()}.",
+        f"- Load average (1, 5, 15 min) before: {load_before}; after: {load_average()}. The "
+        "machine is shared with other jobs: figures move with that load.",
+        "- One benchmark alone: `PYTHONPATH=functions/predict:functions/retrain "
+        ".venv/bin/python -m benchmarks.<module>`.",
+        "",
+        "Targets (issue 5): " + "; ".join(TARGETS.values()) + ".",
+    ]
+    for title, module, lines in sections:
+        out += ["", f"## {title}", "", f"Module: `benchmarks/{module}.py`.", "", *lines]
+    RESULTS.write_text("\n".join(out) + "\n", encoding="utf-8")
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
