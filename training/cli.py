@@ -84,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print()
     print(format_metrics(manifest.metrics))
     print()
-    _say(f"wrote {out}/model.joblib ({manifest.artifact.bytes:,} bytes) and manifest.json")
+    files = ", ".join(f"{a.key} ({a.bytes:,} bytes)" for a in manifest.artifacts)
+    _say(f"wrote {out}/: {files} and manifest.json")
     print(f"version {manifest.version}")
     return 0
 
@@ -229,7 +230,11 @@ def describe(m: Manifest) -> str:
             f"  estimator  {m.estimator['class']}",
             f"  target     {m.target.name} (transform: {m.target.transform})",
             f"  features   {feats}",
-            f"  artifact   {m.artifact.bytes:,} bytes, sha256 {m.artifact.sha256}",
+            *(
+                f"  {a.key:<12} {a.bytes:>9,} bytes, sha256 {a.sha256}"
+                + ("  (served: numpy, no scikit-learn)" if a.format == "npz" else "")
+                for a in m.artifacts
+            ),
             "  runtime    " + ", ".join(f"{k} {v}" for k, v in m.runtime.items()),
             f"  data       {m.data.source} ({m.data.rows} rows, sha256 {m.data.sha256[:12]}…)",
             f"  parent     {m.parent_version or '-'}",

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
@@ -27,7 +28,15 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/swagger", title="sklambda predict API", version="1.0.0")
+# One description for /openapi.json and /swagger, with the API key API Gateway checks.
+OPENAPI: dict[str, Any] = {
+    "title": "sklambda predict API",
+    "version": "1.0.0",
+    "security_schemes": {"apiKey": APIKey.model_validate({"name": "x-api-key", "in": "header"})},
+}
+KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
+app.configure_openapi(**OPENAPI)
+app.enable_swagger(path="/swagger", **OPENAPI)
 
 settings = ServingSettings.from_env()
 
@@ -41,6 +50,7 @@ def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None
         "model loaded",
         extra={
             "model_version": model.manifest.version,
+            "model_format": model.format,
             "reason": reason,
             **{k: round(v, 2) for k, v in timings.items()},
         },
@@ -73,12 +83,14 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
     summary="Predict from one record or a batch",
     # Parsed by sklambda.api (ordered checks, column-wise validation); the annotation documents it.
     enable_validation=False,
+    security=KEYED,
     responses={
         200: {
             "description": "predictions",
             "content": {"application/json": {"model": api.PredictResponse}},
         },
         400: _error("malformed JSON or unknown format"),
+        403: {"description": "missing or wrong x-api-key (answered by API Gateway)"},
         413: _error("too many rows or bytes"),
         415: _error("not application/json"),
         422: _error("values that do not fit the feature schema"),
@@ -99,7 +111,13 @@ def predict(
 @app.get(
     "/model",
     summary="The served model's manifest",
-    responses={503: _error("model unavailable")},
+    enable_validation=False,
+    security=KEYED,
+    responses={
+        200: {"description": "the manifest: version, metrics, feature schema, runtime"},
+        403: {"description": "missing or wrong x-api-key (answered by API Gateway)"},
+        503: _error("model unavailable"),
+    },
 )
 def model() -> Response[str]:
     return _json(200, api.model_info(holder))
@@ -108,7 +126,14 @@ def model() -> Response[str]:
 @app.get(
     "/health",
     summary="Ready or not, and why",
-    responses={200: {"content": {"application/json": {"model": api.HealthResponse}}}},
+    enable_validation=False,
+    responses={
+        200: {"content": {"application/json": {"model": api.HealthResponse}}},
+        503: {
+            "description": "not ready, and why",
+            "content": {"application/json": {"model": api.HealthResponse}},
+        },
+    },
 )
 def healthcheck() -> Response[str]:
     state = health(holder)

@@ -84,12 +84,17 @@ def test_missing_alias_answers_503_then_recovers_once_promoted(
     assert predict(lambda_context)[0] == 200  # the failure was not cached
 
 
-def test_tampered_artifact_answers_503(make_holder, store, s3, bucket, trained_dir, lambda_context):
+@pytest.mark.parametrize(
+    ("model_format", "file"), [("auto", "model.npz"), ("joblib", "model.joblib")]
+)
+def test_tampered_artifact_answers_503(
+    make_holder, store, s3, bucket, trained_dir, lambda_context, model_format, file
+):
     manifest = store.publish(trained_dir)
     store.promote(manifest.name, manifest.version)
-    key = store.version_prefix(manifest.name, manifest.version) + "model.joblib"
+    key = store.version_prefix(manifest.name, manifest.version) + file
     s3.put_object(Bucket=bucket, Key=key, Body=b"cos(x) is not a pickle you want to load")
-    make_holder()
+    make_holder(model_format=model_format)
     status, body, _ = predict(lambda_context)
     assert status == 503
     assert body["error"]["code"] == "integrity_error"
@@ -102,11 +107,68 @@ def test_version_skew_is_refused(make_holder, store, artifact_dir, lambda_contex
     path.write_text(json.dumps(raw))
     manifest = store.publish(artifact_dir)
     store.promote(manifest.name, manifest.version)
-    make_holder()
+    make_holder(model_format="joblib")
     status, body, _ = predict(lambda_context)
     assert status == 503
     assert body["error"]["code"] == "runtime_mismatch"
     assert "scikit-learn 1.3.2" in body["error"]["message"]
+
+
+def test_numpy_form_is_served_across_library_versions(
+    make_holder, store, artifact_dir, lambda_context
+):
+    """model.npz holds arrays, not pickled objects: other library versions read it the same."""
+    path = artifact_dir / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["runtime"]["scikit-learn"] = "1.3.2"
+    path.write_text(json.dumps(raw))
+    manifest = store.publish(artifact_dir)
+    store.promote(manifest.name, manifest.version)
+    holder = make_holder()
+    assert predict(lambda_context)[0] == 200
+    assert holder.loaded is not None and holder.loaded.format == "npz"
+
+
+def test_cold_start_with_the_numpy_form_imports_no_scikit_learn(
+    store, trained_dir, s3_endpoint, bucket, tmp_path
+):
+    """A fresh interpreter: import the handler and answer a prediction; sklearn stays unloaded."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    script = (
+        "import json, sys, types, predict_handler\n"
+        "event = json.load(open('events/predict.json'))\n"
+        "context = types.SimpleNamespace(function_name='f', memory_limit_in_mb=512,\n"
+        "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r')\n"
+        "reply = predict_handler.lambda_handler(event, context)\n"
+        "assert reply['statusCode'] == 200, reply\n"
+        "heavy = ('sklearn', 'scipy', 'joblib')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT)]),
+        "MODEL_BUCKET": bucket,
+        "MODEL_NAME": "house-prices",
+        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_pinned_version_is_served_whatever_the_alias(

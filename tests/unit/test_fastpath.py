@@ -71,11 +71,71 @@ def test_default_model_is_served_by_the_fast_path(trained_dir, manifest: Manifes
 def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monkeypatch):
     import joblib
 
-    from sklambda import predictor
+    from sklambda import fastpath
 
     model = joblib.load(trained_dir / "model.joblib")
-    monkeypatch.setattr(predictor, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)
+    monkeypatch.setattr(fastpath, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)
     loaded = LoadedModel(manifest, model)
     assert not loaded.fast
     X = loaded.probe_rows()
     assert loaded.predict(X) == model.predict(X).tolist()
+
+
+# --- model.npz: the numpy form, served without scikit-learn ---------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear_regression", "ridge"])
+@pytest.mark.parametrize("target_transform", ["log", "none"])
+def test_numpy_form_round_trips_through_a_file(tmp_path, kind, target_transform):
+    from sklambda.fastpath import export
+    from sklambda.numpy_model import NumpyModel
+
+    model, data = fitted(kind, target_transform)
+    exported = export(model)
+    assert exported is not None and exported[1] is None
+    exported[0].save(tmp_path / "model.npz")
+    loaded = NumpyModel.load(tmp_path / "model.npz")
+    X = np.vstack([data.X, [[40.0, 1.0, np.nan], [55.0, 9.0, 2.0]]])
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-9)
+
+
+def test_trees_get_no_numpy_form_and_train_still_writes_the_pickle(tmp_path):
+    from sklambda.artifact import write_artifact
+    from sklambda.config import parse_config
+    from sklambda.training import train
+
+    config = parse_config(
+        {
+            "name": "rents",
+            "target": {"name": "rent"},
+            "features": [{"name": "size", "type": "number"}, {"name": "kind", "type": "category"}],
+            "estimator": {"kind": "random_forest", "params": {"n_estimators": 5}},
+            "evaluation": {"cv_folds": 2, "min_rows": 5},
+        }
+    )
+    data = prepare(config, parse_csv(UNSEEN_CSV.encode(), "rents.csv"))
+    manifest = write_artifact(tmp_path / "rf", config, data, train(config, data))
+    assert manifest.numpy_artifact is None
+    assert sorted(p.name for p in (tmp_path / "rf").iterdir()) == ["manifest.json", "model.joblib"]
+
+
+def test_default_model_ships_a_verified_numpy_form(trained_dir, manifest):
+    from sklambda.artifact import sha256_file
+
+    assert manifest.numpy_artifact is not None
+    assert sha256_file(trained_dir / "model.npz") == manifest.numpy_artifact.sha256
+
+
+def test_numpy_form_refuses_other_layouts_and_pickled_objects(tmp_path):
+    from sklambda.errors import IntegrityError
+    from sklambda.numpy_model import FORMAT, NumpyModel
+
+    future = tmp_path / "future.npz"
+    np.savez(future, format=np.array(FORMAT + 1), inverse=np.array(""), blocks=np.array(0))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, format=np.array([{"a": 1}], dtype=object))
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    for path in (future, pickled, garbage):
+        with pytest.raises(IntegrityError, match="not a usable numpy model"):
+            NumpyModel.load(path)

@@ -281,3 +281,58 @@ def test_events_generated_by_sam_cli_are_answered(loaded, lambda_context):
     assert status == 400, body
     status, body, _ = call(sam_generated_event("GET", "health"), lambda_context)
     assert status == 200 and body["status"] == "ready"
+
+
+def record_json(**overrides: str) -> str:
+    """The valid record as JSON text, with some values replaced by raw JSON literals."""
+    return (
+        "{"
+        + ", ".join(f'"{k}": {overrides.get(k, json.dumps(v))}' for k, v in RECORD.items())
+        + "".join(f', "{k}": {v}' for k, v in overrides.items() if k not in RECORD)
+        + "}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ("[" * 1100 + "]" * 1100, 400, None),  # deeper than orjson's limit: stdlib recursion
+        ('{"lotsize": ' + "[" * 1100 + "]" * 1100 + "}", 400, None),
+        (record_json(lotsize="9" * 400), 422, "lotsize"),  # an integer beyond float64
+        (record_json(bedrooms="-" + "9" * 400), 422, "bedrooms"),
+        (record_json(lotsize="9" * 5000), 400, None),  # beyond Python's int parsing limit
+        (record_json(lotsize=json.dumps("x" * 1_000_000)), 422, "lotsize"),
+    ],
+    ids=["deep-array", "deep-value", "huge-int", "huge-negative", "5000-digits", "1MB-string"],
+)
+def test_hostile_json_gets_a_4xx_naming_the_problem(loaded, lambda_context, body, status, field):
+    code, reply, raw = call(with_body("predict", body), lambda_context)
+    assert code == status, reply
+    assert len(raw["body"]) < 2_000  # a 1 MB value is not echoed back
+    if field:
+        assert [d["field"] for d in reply["error"]["details"]] == [field]
+
+
+def test_huge_integer_in_a_list_row_is_422(loaded, lambda_context):
+    row = ", ".join(json.dumps(v) for v in RECORD.values()).replace("5850", "9" * 400, 1)
+    code, reply, _ = call(with_body("predict", '{"instances": [[' + row + "]]}"), lambda_context)
+    assert code == 422, reply
+
+
+def test_unknown_key_with_a_lone_surrogate_is_warned_about_not_a_500(loaded, lambda_context):
+    code, reply, _ = call(with_body("predict", record_json(**{"\\ud800": "1"})), lambda_context)
+    assert code == 200, reply
+    assert any("ignored unknown fields" in w for w in reply["warnings"])
+
+
+def test_openapi_declares_the_api_key_where_api_gateway_checks_it(loaded, lambda_context):
+    _, doc, _ = call(load_event("model_info") | {"path": "/openapi.json"}, lambda_context)
+    assert doc["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+    }
+    assert doc["paths"]["/predict"]["post"]["security"] == [{"apiKey": []}]
+    assert doc["paths"]["/model"]["get"]["security"] == [{"apiKey": []}]
+    assert "security" not in doc["paths"]["/health"]["get"]
+    assert "503" in doc["paths"]["/health"]["get"]["responses"]

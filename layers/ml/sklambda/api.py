@@ -179,19 +179,28 @@ def parse_json(body: str | bytes) -> Any:
         ) from None
     except UnicodeDecodeError:  # a binary (base64-encoded) body that is not UTF-8
         raise RequestError("malformed JSON: the body is not UTF-8 text") from None
+    except RecursionError:  # orjson stops at depth 1024; the stdlib recurses until it fails
+        raise RequestError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise RequestError(f"malformed JSON: {exc}") from None
 
 
 def dump_json(payload: Any) -> str:
-    return orjson.dumps(payload).decode()
+    try:
+        return orjson.dumps(payload).decode()
+    except TypeError:  # orjson refuses lone surrogates (e.g. echoed in a warning); escape them
+        return json.dumps(payload)
 
 
 def model_info(holder: ModelHolder) -> dict[str, Any]:
     """The served manifest, minus what only training needs."""
-    manifest = holder.get().manifest
-    info = manifest.model_dump(mode="json", exclude={"config"})
-    info["artifact"].pop("key", None)
+    model = holder.get()
+    info = model.manifest.model_dump(mode="json", exclude={"config"})
+    for artifact in (info["artifact"], info["numpy_artifact"] or {}):
+        artifact.pop("key", None)
     info["data"].pop("source", None)
     info["serving"] = {
+        "format": model.format,
         "alias": holder.settings.alias,
         "pinned_version": holder.settings.version or None,
     }

@@ -1,4 +1,9 @@
-"""The model artifact (model.joblib) and its manifest: the contract between training and serving."""
+"""The model artifacts (model.joblib, and model.npz for linear pipelines) and their manifest: the
+contract between training and serving.
+
+Serving imports this module on a cold start, so scikit-learn, scipy and joblib are imported only
+inside the functions that need them (training, and serving a pickle).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import joblib
 import numpy as np
-import scipy
-import sklearn
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sklambda.config import ModelConfig, TargetConfig
 from sklambda.errors import IntegrityError, RuntimeMismatchError
+from sklambda.numpy_model import NumpyModel
 from sklambda.schema import FeatureSchema
 
 if TYPE_CHECKING:  # training code: serving must not import sklearn.ensemble & co. on a cold start
@@ -26,6 +29,7 @@ if TYPE_CHECKING:  # training code: serving must not import sklearn.ensemble & c
     from sklambda.training import TrainResult
 
 MODEL_FILE = "model.joblib"
+NUMPY_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
 # Only these must match between training and serving: they define how the pickle is read.
 PINNED_LIBRARIES = ("scikit-learn", "numpy")
@@ -36,7 +40,7 @@ class ArtifactInfo(BaseModel):
     key: str = MODEL_FILE
     sha256: str
     bytes: int
-    format: Literal["joblib"] = "joblib"
+    format: Literal["joblib", "npz"] = "joblib"
 
 
 class DataInfo(BaseModel):
@@ -55,6 +59,8 @@ class Manifest(BaseModel):
     version: str
     created_at: str
     artifact: ArtifactInfo
+    # The same model as numpy arrays (linear pipelines only): served without scikit-learn.
+    numpy_artifact: ArtifactInfo | None = None
     runtime: dict[str, str]
     task: Literal["regression"] = "regression"
     target: TargetConfig
@@ -64,6 +70,10 @@ class Manifest(BaseModel):
     estimator: dict[str, Any]
     config: dict[str, Any]
     parent_version: str | None = None
+
+    @property
+    def artifacts(self) -> list[ArtifactInfo]:
+        return [self.artifact] + ([self.numpy_artifact] if self.numpy_artifact else [])
 
     @property
     def feature_schema(self) -> FeatureSchema:
@@ -88,6 +98,10 @@ class Manifest(BaseModel):
 
 
 def runtime_versions() -> dict[str, str]:
+    import joblib
+    import scipy
+    import sklearn
+
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
@@ -134,12 +148,15 @@ def write_artifact(
     parent_version: str | None = None,
 ) -> Manifest:
     """Write model.joblib + manifest.json into out_dir, all or nothing."""
+    import joblib
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir.parent))
     try:
         model_path = staging / MODEL_FILE
         joblib.dump(result.model, model_path)
         sha = sha256_file(model_path)
+        numpy_info = _write_numpy_form(staging / NUMPY_FILE, result.model, dataset)
         now = datetime.now(UTC)
         estimator = result.model.regressor_ if hasattr(result.model, "regressor_") else result.model
         step = estimator.named_steps["model"]
@@ -148,6 +165,7 @@ def write_artifact(
             version=new_version(now),
             created_at=now.isoformat(timespec="seconds"),
             artifact=ArtifactInfo(sha256=sha, bytes=model_path.stat().st_size),
+            numpy_artifact=numpy_info,
             runtime=runtime_versions(),
             target=config.target,
             features=dataset.schema.as_list(),
@@ -172,6 +190,35 @@ def write_artifact(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo | None:
+    """Write model.npz when the pipeline is linear and its numpy form, read back from the file,
+    gives the pipeline's own predictions on every training row, on missing values where a
+    feature allows them, and on unknown category codes."""
+    from sklambda.fastpath import export
+
+    exported = export(model)
+    if exported is None or exported[1] is not None:
+        return None
+    exported[0].save(path)
+    extra = dataset.X[:1].copy()
+    for j, feature in enumerate(dataset.schema.features):
+        if feature.type == "category":
+            extra[0, j] = float(len(feature.categories))  # a code training never saw
+        elif not feature.required:
+            extra[0, j] = np.nan
+    probe = np.vstack([dataset.X, extra])
+    with np.errstate(all="ignore"):
+        agrees = np.allclose(
+            NumpyModel.load(path).predict(probe), model.predict(probe), rtol=1e-9, atol=0
+        )
+    if not agrees:
+        path.unlink()
+        return None
+    return ArtifactInfo(
+        key=NUMPY_FILE, sha256=sha256_file(path), bytes=path.stat().st_size, format="npz"
+    )
+
+
 def read_manifest(folder: Path) -> Manifest:
     path = folder / MANIFEST_FILE
     try:
@@ -180,17 +227,20 @@ def read_manifest(folder: Path) -> Manifest:
         raise IntegrityError(f"no {MANIFEST_FILE} in {folder}") from None
 
 
-def verify_file(path: Path, manifest: Manifest) -> None:
+def verify_file(path: Path, manifest: Manifest, info: ArtifactInfo | None = None) -> None:
+    expected = (info or manifest.artifact).sha256
     actual = sha256_file(path)
-    if actual != manifest.artifact.sha256:
+    if actual != expected:
         raise IntegrityError(
             f"{path.name} sha256 {actual[:12]}… does not match manifest "
-            f"{manifest.artifact.sha256[:12]}… for {manifest.name} {manifest.version}; refusing it"
+            f"{expected[:12]}… for {manifest.name} {manifest.version}; refusing it"
         )
 
 
 def load_verified(path: Path, manifest: Manifest) -> Any:
     """joblib.load only after the sha256 matches: a pickle is code."""
+    import joblib
+
     verify_file(path, manifest)
     return joblib.load(path)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from sklambda.artifact import Manifest
 from sklambda.errors import DataValidationError, Problem, RequestError
-from sklambda.fastpath import compile_fast
+from sklambda.numpy_model import NumpyModel
 from sklambda.schema import FeatureSchema
 
 FORMATS_HELP = (
@@ -41,6 +41,11 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.schema = self.manifest.feature_schema
         self._predict = self.model.predict
+        if isinstance(self.model, NumpyModel):
+            self.fast = True  # checked against the pipeline's own predictions when trained
+            return
+        from sklambda.fastpath import compile_fast  # imports scikit-learn: pickles only
+
         fast = compile_fast(self.model)
         if fast is not None:
             probe = self.probe_rows()
@@ -50,6 +55,11 @@ class LoadedModel:
                 agrees = False
             if agrees:
                 self._predict, self.fast = fast, True
+
+    @property
+    def format(self) -> str:
+        """What is served: "npz" (numpy arrays, no scikit-learn) or "joblib" (the pickle)."""
+        return "npz" if isinstance(self.model, NumpyModel) else "joblib"
 
     def decode(self, body: Any, max_rows: int) -> Batch:
         """Decode any supported request body; raise RequestError / DataValidationError."""

@@ -100,7 +100,9 @@ class Feature:
             raise ValueError(f"expected a string category, got {_type_name(value)}")
         code = self._codes.get(value)
         if code is None:
-            raise ValueError(f"unknown category {value!r}; allowed: {', '.join(self.categories)}")
+            raise ValueError(
+                f"unknown category {_shown(value)}; allowed: {', '.join(self.categories)}"
+            )
         return code
 
     def _convert_boolean(self, value: Any) -> float:
@@ -109,24 +111,29 @@ class Feature:
             key = int(key)
         if isinstance(key, (bool, int, str)) and key in _BOOLEANS:
             return _BOOLEANS[key]
-        raise ValueError(f"expected a boolean (true/false, yes/no, 1/0), got {value!r}")
+        raise ValueError(f"expected a boolean (true/false, yes/no, 1/0), got {_shown(value)}")
 
     def _convert_number(self, value: Any, text: bool) -> float:
         if text and isinstance(value, str):
             try:
                 number = float(value.strip())
             except ValueError:
-                raise ValueError(f"expected a number, got {value!r}") from None
+                raise ValueError(f"expected a number, got {_shown(value)}") from None
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # a JSON integer beyond float64's range (~1.8e308)
+                raise ValueError("expected a finite number, got an integer too large") from None
         else:
             raise ValueError(f"expected a number, got {_type_name(value)}")
         if not math.isfinite(number):
-            raise ValueError(f"expected a finite number, got {value!r}")
+            raise ValueError(f"expected a finite number, got {_shown(value)}")
         if self.type == "integer" and not number.is_integer():
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {_shown(value)}")
         if self.transform == "log" and number <= 0:
-            raise ValueError(f"must be greater than 0 (the model takes its log), got {value!r}")
+            raise ValueError(
+                f"must be greater than 0 (the model takes its log), got {_shown(value)}"
+            )
         return number
 
     # --- a whole column (the fast path for well-formed JSON) ---------------------------------
@@ -165,8 +172,16 @@ class Feature:
             if None in codes or (self.type == "category" and not set(map(type, column)) <= {str}):
                 return None
             return np.array(codes, dtype=np.float64)
-        except TypeError:  # an unhashable value (list, dict) in the column
+        except (TypeError, OverflowError):  # unhashable values; integers beyond float64
             return None
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """repr for error messages, cut short: a client's 1 MB string is not echoed back."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**80:
+        return "an integer of more than 80 digits"  # repr of a huge int is slow, or refused
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Serving: settings from the environment and the lazily loaded, verified, refreshable model.
 
-Import never touches S3. The first request (or an explicit `warm()`) loads the model:
-resolve alias -> manifest -> runtime check -> fetch + sha256 verify (cached in /tmp by hash) ->
-joblib.load -> one warm-up prediction. Each phase is timed. A failed load is not cached: the
-next request tries again. In warm containers the alias is re-checked every `refresh_seconds`
-and a new version is swapped in only once it is fully loaded.
+Import never touches S3 and never imports scikit-learn. The first request (or SnapStart's
+before-snapshot hook) loads the model: resolve alias -> manifest -> fetch + sha256 verify
+(cached in /tmp by hash) -> the numpy form (model.npz, read without pickle) when the manifest
+has one, else runtime check + joblib.load -> one warm-up prediction. Each phase is timed. A
+failed load is not cached: the next request tries again. In warm containers the alias is
+re-checked every `refresh_seconds` and a new version is swapped in only once fully loaded.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
 from sklambda.artifact import Manifest, check_runtime
 from sklambda.errors import SklambdaError
+from sklambda.numpy_model import NumpyModel
 from sklambda.predictor import LoadedModel
 from sklambda.store import ModelStore
 
@@ -54,6 +55,9 @@ class ServingSettings:
     max_rows: int = 10_000
     max_body_bytes: int = 6_000_000
     cache_dir: Path = Path("/tmp/models")
+    # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
+    # "joblib": always the pickle.
+    model_format: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -67,6 +71,7 @@ class ServingSettings:
             max_rows=int(env.get("MAX_BATCH_ROWS") or 10_000),
             max_body_bytes=int(env.get("MAX_BODY_BYTES") or 6_000_000),
             cache_dir=Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),
+            model_format="joblib" if env.get("MODEL_FORMAT") == "joblib" else "auto",
         )
 
 
@@ -194,10 +199,12 @@ class ModelHolder:
     ) -> LoadedModel:
         timings: dict[str, float] = {"resolve_ms": resolve_ms}
         t0 = time.perf_counter()
-        check_runtime(manifest)
-        path = store.fetch(manifest, self.settings.cache_dir, timings)
+        numpy_form = manifest.numpy_artifact if self.settings.model_format == "auto" else None
+        if numpy_form is None:
+            check_runtime(manifest)  # a pickle must be read by the versions that wrote it
+        path = store.fetch(manifest, self.settings.cache_dir, timings, numpy_form)
         t1 = time.perf_counter()
-        model = LoadedModel(manifest, joblib.load(path))
+        model = LoadedModel(manifest, NumpyModel.load(path) if numpy_form else _unpickle(path))
         t2 = time.perf_counter()
         model.predict(model.sample_row())
         t3 = time.perf_counter()
@@ -207,6 +214,12 @@ class ModelHolder:
         if self.on_load:
             self.on_load(model, timings, reason)
         return model
+
+
+def _unpickle(path: Path) -> Any:
+    import joblib  # with scikit-learn behind it: ~1 s of imports, paid only for pickles
+
+    return joblib.load(path)
 
 
 def health(holder: ModelHolder) -> dict[str, Any]:

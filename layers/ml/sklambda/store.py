@@ -1,7 +1,7 @@
 """S3 model registry: immutable versions, verified uploads, aliases moved by conditional writes.
 
 Layout under the bucket:
-  models/<name>/versions/<version>/model.joblib, manifest.json   (never overwritten)
+  models/<name>/versions/<version>/model.joblib, model.npz, manifest.json   (never overwritten)
   models/<name>/aliases/<alias>.json   {"version", "sha256", "promoted_at", "previous", "history"}
   models/<name>/runs/<run-id>.json     retrain run records
 The client is passed in (boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, so the same code
@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sklambda.artifact import MANIFEST_FILE, MODEL_FILE, Manifest, read_manifest, verify_file
+from sklambda.artifact import (
+    MANIFEST_FILE,
+    ArtifactInfo,
+    Manifest,
+    read_manifest,
+    verify_file,
+)
 from sklambda.errors import IntegrityError, RegistryError
 
 if TYPE_CHECKING:
@@ -82,7 +88,8 @@ class ModelStore:
         whose manifest exists is complete and nothing can overwrite it.
         """
         manifest = read_manifest(folder)
-        verify_file(folder / MODEL_FILE, manifest)
+        for info in manifest.artifacts:
+            verify_file(folder / info.key, manifest, info)
         base = self.version_prefix(manifest.name, manifest.version)
         if self._exists(base + MANIFEST_FILE):
             raise RegistryError(
@@ -90,9 +97,9 @@ class ModelStore:
                 "immutable (train again for a new version)",
                 code="version_exists",
             )
-        model_key = base + MODEL_FILE
-        self._put_new(model_key, (folder / MODEL_FILE).read_bytes())
-        self._verify_remote(model_key, manifest)
+        for info in manifest.artifacts:
+            self._put_new(base + info.key, (folder / info.key).read_bytes())
+            self._verify_remote(base + info.key, info)
         self._put_new(base + MANIFEST_FILE, manifest.to_json().encode())
         return manifest
 
@@ -114,12 +121,9 @@ class ModelStore:
                 ) from None
             raise
 
-    def _verify_remote(self, key: str, manifest: Manifest) -> None:
+    def _verify_remote(self, key: str, info: ArtifactInfo) -> None:
         body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        if (
-            len(body) != manifest.artifact.bytes
-            or hashlib.sha256(body).hexdigest() != manifest.artifact.sha256
-        ):
+        if len(body) != info.bytes or hashlib.sha256(body).hexdigest() != info.sha256:
             raise IntegrityError(f"upload of {key} does not match its manifest (size or sha256)")
 
     # --- read -----------------------------------------------------------------------------
@@ -173,33 +177,39 @@ class ModelStore:
         return manifest
 
     def fetch(
-        self, manifest: Manifest, dest_dir: Path, timings: dict[str, float] | None = None
+        self,
+        manifest: Manifest,
+        dest_dir: Path,
+        timings: dict[str, float] | None = None,
+        info: ArtifactInfo | None = None,
     ) -> Path:
-        """Download the artifact into dest_dir/<sha256>.joblib, verified; reuse a verified copy.
+        """Download an artifact (the pickle unless `info` names another) into
+        dest_dir/<sha256>.<format>, verified; reuse a verified copy.
 
         `timings` (if given) receives fetch_ms and verify_ms.
         """
+        info = info or manifest.artifact
         timings = {} if timings is None else timings
         started = time.perf_counter()
         dest_dir.mkdir(parents=True, exist_ok=True)
-        target = dest_dir / f"{manifest.artifact.sha256}.joblib"
+        target = dest_dir / f"{info.sha256}.{info.format}"
         if target.exists():
             timings["fetch_ms"] = 0.0
             try:
-                verify_file(target, manifest)
+                verify_file(target, manifest, info)
                 timings["verify_ms"] = (time.perf_counter() - started) * 1000
                 timings["cached"] = 1.0
                 return target
             except IntegrityError:
                 target.unlink()
-        key = self.version_prefix(manifest.name, manifest.version) + manifest.artifact.key
+        key = self.version_prefix(manifest.name, manifest.version) + info.key
         fd, tmp = tempfile.mkstemp(dir=dest_dir, suffix=".part")
         os.close(fd)
         try:
             self.s3.download_file(self.bucket, key, tmp)
             downloaded = time.perf_counter()
             timings["fetch_ms"] = (downloaded - started) * 1000
-            verify_file(Path(tmp), manifest)
+            verify_file(Path(tmp), manifest, info)
             timings["verify_ms"] = (time.perf_counter() - downloaded) * 1000
             os.replace(tmp, target)
         finally:
@@ -245,7 +255,8 @@ class ModelStore:
         concurrent promotions cannot both win.
         """
         manifest = self.manifest(name, version)  # raises if the version does not exist
-        self._verify_remote(self.version_prefix(name, version) + manifest.artifact.key, manifest)
+        for info in manifest.artifacts:
+            self._verify_remote(self.version_prefix(name, version) + info.key, info)
         current = self.alias(name, alias) if expected == "read" else expected
         assert not isinstance(current, str)
         history: tuple[str, ...] = ()
