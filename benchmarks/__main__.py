@@ -52,6 +52,16 @@ def cold_section(f: dict[str, Any]) -> list[str]:
     lines += [f"| {name} | {ms:.1f} |" for name, ms in f["median_ms"].items()]
     total = f["median_ms"]["total: process start to first prediction"]
     lines += ["", f"Target 800 ms: {_met(total <= 800)}."]
+    if "pickle" in f:
+        p = f["pickle"]
+        lines += [
+            "",
+            f"For comparison, the pickle (`MODEL_FORMAT=joblib`, {p['runs']} runs): median "
+            f"{p['median_ms']['total: process start to first prediction']:.0f} ms, of which "
+            f"imports {p['median_ms']['imports (handler module)']:.0f} ms and load "
+            f"{p['median_ms']['load (model.npz; or runtime check + joblib.load + fast path)']:.0f}"
+            " ms (scikit-learn and scipy are imported to unpickle).",
+        ]
     return lines
 
 
@@ -82,7 +92,7 @@ def warm_section(f: dict[str, Any]) -> list[str]:
 
 def memory_section(f: dict[str, Any]) -> list[str]:
     return [
-        f"A fresh process on {f['python']} (shipped build), ru_maxrss.",
+        f"A fresh process on {f['python']} (shipped build); peak RSS is its VmHWM.",
         "",
         "| when | peak RSS |",
         "| --- | ---: |",
@@ -120,7 +130,9 @@ def main() -> None:
 
     run("Size", "bench_size", size_section, bench_size.main())
     with seeded_registry() as endpoint:
-        run("Cold start", "bench_cold", cold_section, bench_cold.main(endpoint))
+        cold = bench_cold.main(endpoint)
+        cold["pickle"] = bench_cold.main(endpoint, runs=5, model_format="joblib")
+        run("Cold start", "bench_cold", cold_section, cold)
         run("Memory", "bench_memory", memory_section, bench_memory.main(endpoint))
         run("HTTP (local API)", "bench_http", http_section, bench_http.main(endpoint))
     run("Warm handler", "bench_warm", warm_section, bench_warm.main())

@@ -35,7 +35,7 @@ FUNCTION = "PredictFunction"
 CHILD = r"""
 import time
 started = time.time()
-import json, resource, sys
+import json, sys
 import predict_handler
 imported = time.time()
 timings = {}
@@ -54,19 +54,25 @@ class Context:
     log_group_name = log_stream_name = "bench"
     def get_remaining_time_in_millis(self):
         return 30000
+def peak_rss_kb():
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child
+    # spawned by a big parent (this benchmark) would report the parent's peak.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 event = json.loads(open(sys.argv[1]).read())
 t0 = time.time()
 reply = predict_handler.lambda_handler(event, Context())
 answered = time.time()
 body = json.loads(reply["body"])
 assert reply["statusCode"] == 200 and len(body["predictions"]) == 1, reply
-rss_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss_cold = peak_rss_kb()
 rss_batch = None
 if len(sys.argv) > 2:
     batch = json.loads(open(sys.argv[2]).read())
     reply = predict_handler.lambda_handler(batch, Context())
     assert reply["statusCode"] == 200, reply["body"][:500]
-    rss_batch = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_batch = peak_rss_kb()
 print("BENCH " + json.dumps({
     "started": started, "imported": imported, "invoked": t0, "answered": answered,
     "timings": timings, "rss_cold_kb": rss_cold, "rss_batch_kb": rss_batch,
@@ -90,7 +96,9 @@ def _environment(endpoint: str, python: str, cache: Path) -> dict[str, str]:
     return env
 
 
-def run_once(endpoint: str, python: str, batch_rows: int = 0) -> dict[str, Any]:
+def run_once(
+    endpoint: str, python: str, batch_rows: int = 0, model_format: str = "auto"
+) -> dict[str, Any]:
     """One fresh process; with batch_rows, a batch request follows the first prediction."""
     from tests.conftest import load_event
 
@@ -105,6 +113,7 @@ def run_once(endpoint: str, python: str, batch_rows: int = 0) -> dict[str, Any]:
             (folder / "batch.json").write_text(json.dumps(batch))
             args.append(str(folder / "batch.json"))
         env = _environment(endpoint, python, folder / "models")
+        env["MODEL_FORMAT"] = model_format
         spawned = time.time()
         done = subprocess.run(
             args, env=env, cwd=folder, capture_output=True, text=True, timeout=120, check=False
@@ -128,7 +137,7 @@ def phases(run: dict[str, Any]) -> dict[str, float]:
         "resolve (alias + manifest)": t["resolve_ms"],
         "fetch (S3 download)": t["fetch_ms"],
         "verify (sha256)": t["verify_ms"],
-        "load (runtime check + joblib.load + fast path)": t["total_ms"]
+        "load (model.npz; or runtime check + joblib.load + fast path)": t["total_ms"]
         - t["fetch_ms"]
         - t["verify_ms"]
         - t["warmup_ms"],
@@ -139,20 +148,25 @@ def phases(run: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def main(endpoint: str | None = None, runs: int = RUNS) -> dict[str, Any]:
+def main(
+    endpoint: str | None = None, runs: int = RUNS, model_format: str = "auto"
+) -> dict[str, Any]:
+    """`model_format` "auto" serves model.npz (the default); "joblib" the pickle, to compare."""
     ensure_build()
     python, note = target_python()
     if endpoint is None:
         with seeded_registry() as local:
-            return main(local, runs)
-    run_once(endpoint, python)  # discarded: fills the page cache, as a deployed layer would be
-    results = [run_once(endpoint, python) for _ in range(runs)]
+            return main(local, runs, model_format)
+    # The first run is discarded: it fills the page cache, as a deployed layer would be.
+    run_once(endpoint, python, model_format=model_format)
+    results = [run_once(endpoint, python, model_format=model_format) for _ in range(runs)]
     for run in results:
         if run["timings"].get("cached"):
             raise RuntimeError("the model came from a cache, not from S3")
     table = [phases(run) for run in results]
     return {
         "python": note,
+        "model_format": model_format,
         "build": str(BUILD.relative_to(BUILD.parent.parent)),
         "runs": runs,
         "median_ms": {name: median([row[name] for row in table]) for name in table[0]},
