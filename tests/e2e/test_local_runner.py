@@ -8,6 +8,7 @@ import base64
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import training.local.api
 from training.local.rie import rie_binary
 from training.local.runner import LocalApi
 
@@ -252,6 +254,141 @@ def test_body_over_10_mb_is_413(api: LocalApi) -> None:
         assert conn.getresponse().status == 413
     finally:
         conn.close()
+
+
+def raw_exchange(api: LocalApi, data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send `data` on one keep-alive connection, half-close it, and read every response."""
+    replies: list[tuple[int, dict[str, str], bytes]] = []
+    host, port = api.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.settimeout(TIMEOUT)
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # the server closes the connection after the last reply
+        with sock.makefile("rb") as stream:
+            while status_line := stream.readline():
+                headers: dict[str, str] = {}
+                while (line := stream.readline()) not in (b"\r\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                body = stream.read(int(headers.get("content-length", "0")))
+                replies.append((int(status_line.split()[1]), headers, body))
+    return replies
+
+
+SMUGGLED = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("PUT", "/echo", 405), ("POST", "/nope", 404)]
+)
+def test_early_reply_consumes_the_body(api: LocalApi, method: str, path: str, status: int) -> None:
+    """A 404/405 must read the body: unread, it would be parsed as the next request."""
+    first = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(SMUGGLED)}\r\n\r\n"
+    then = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+    replies = raw_exchange(api, first.encode() + SMUGGLED + then)
+    assert [status for status, _, _ in replies] == [status, 200]
+    assert json.loads(replies[1][2])["method"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "key", [b"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", b"caf\xe9", "test-k\u00e9y".encode()]
+)
+def test_non_ascii_api_key_is_403(api: LocalApi, key: bytes) -> None:
+    head = b"POST /secret HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-api-key: "
+    then = f"POST /secret HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-api-key: {API_KEY}\r\n"
+    replies = raw_exchange(api, head + key + b"\r\n\r\n{}" + then.encode() + b"\r\n{}")
+    assert [status for status, _, _ in replies] == [403, 200]  # the connection stays usable
+    assert json.loads(replies[0][2]) == {"message": "Forbidden"}
+
+
+def test_non_ascii_expected_key(api: LocalApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert api.server is not None
+    monkeypatch.setattr(api.server, "api_key", "ключ-key")
+    status, _, body = request(api, "POST", "/secret", b"{}", {"x-api-key": API_KEY})
+    assert (status, json.loads(body)) == (403, {"message": "Forbidden"})
+    raw = b"POST /secret HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nx-api-key: "
+    replies = raw_exchange(api, raw + "ключ-key".encode() + b"\r\n\r\n{}")
+    assert [status for status, _, _ in replies] == [200]  # the same UTF-8 bytes match
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        (b"Content-Length: abc\r\n", 400, "bad_request"),
+        (b"Content-Length: +2\r\n", 400, "bad_request"),
+        (b"Content-Length: 2\r\nContent-Length: 3\r\n", 400, "bad_request"),
+        (b"Transfer-Encoding: chunked\r\n", 411, "length_required"),
+    ],
+)
+def test_framing_errors_close_the_connection(
+    api: LocalApi, headers: bytes, status: int, code: str
+) -> None:
+    data = b"POST /echo HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n{}\r\n" + SMUGGLED
+    replies = raw_exchange(api, data)
+    assert len(replies) == 1  # nothing after it is taken as a request
+    got, reply_headers, body = replies[0]
+    assert (got, reply_headers["connection"]) == (status, "close")
+    error = json.loads(body)["error"]
+    assert error == {"code": code, "message": error["message"], "details": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("GET", "/nope", 404, "not_found"), ("DELETE", "/echo", 405, "method_not_allowed")],
+)
+def test_own_errors_have_the_project_shape(
+    api: LocalApi, method: str, path: str, status: int, code: str
+) -> None:
+    got, _, body = request(api, method, path)
+    error = json.loads(body)["error"]
+    assert (got, error) == (status, {"code": code, "message": error["message"], "details": []})
+    assert isinstance(error["message"], str)
+    assert error["message"]
+
+
+def test_unexpected_integration_error_is_502(
+    api: LocalApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(function_id: str, event: dict[str, Any]) -> Any:
+        raise KeyError(function_id)  # not a FunctionError
+
+    assert api.server is not None
+    monkeypatch.setattr(api.server, "invoke", broken)
+    status, _, body = request(api, "GET", "/echo")
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+
+
+def test_bug_in_the_server_is_500(api: LocalApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(training.local.api, "build_event", broken)
+    replies = raw_exchange(api, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    assert len(replies) == 1
+    status, headers, body = replies[0]
+    error = json.loads(body)["error"]
+    assert (status, headers["connection"], error["code"], error["details"]) == (
+        500,
+        "close",
+        "internal_error",
+        [],
+    )
+    assert "ZeroDivisionError" in error["message"]
+    monkeypatch.undo()
+    assert request(api, "GET", "/echo")[0] == 200  # the server still serves
+
+
+def test_bad_response_header_is_502_not_split(
+    api: LocalApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def injecting(function_id: str, event: dict[str, Any]) -> Any:
+        return {"statusCode": 200, "headers": {"X-A": "1\r\nX-Injected: 1"}, "body": "{}"}
+
+    assert api.server is not None
+    monkeypatch.setattr(api.server, "invoke", injecting)
+    status, headers, body = request(api, "GET", "/echo")
+    assert (status, json.loads(body)) == (502, {"message": "Internal server error"})
+    assert "X-Injected" not in headers
 
 
 def test_concurrent_clients_all_get_answers(api: LocalApi) -> None:

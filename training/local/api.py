@@ -3,7 +3,12 @@
 Each request is matched to a route of the template, turned into the event API Gateway would send,
 given to the function (through `rie.FunctionPool`), and the function's proxy response is written
 back. Errors API Gateway produces itself (403 without the API key, 502 for a failed function,
-413 for a body over 10 MB) carry API Gateway's own bodies.
+413 for a body over 10 MB) carry API Gateway's own bodies; the server's own errors (404, 405, 400,
+411, and 500 for a bug in this module) use the project's error shape
+{"error": {"code", "message", "details": []}}.
+
+Connections are kept alive, so the request body is always read, or the connection closed, before
+any reply: an unread body would be parsed as the next request.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import base64
 import binascii
 import hmac
 import json
+import re
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from email.utils import formatdate
@@ -26,6 +33,33 @@ from training.local.template import Route
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 Invoke = Callable[[str, dict[str, Any]], Any]  # (function id, event) -> proxy response
+_DIGITS = re.compile(r"[0-9]+")  # Content-Length is 1*DIGIT: no sign, space or "_" as int() allows
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a valid header name
+_NO_CONTROLS = re.compile(r"[^\r\n\0]*")  # a header value that cannot split the response
+
+
+def _utf8(text: str) -> bytes:
+    """`text` as UTF-8, total: surrogateescape'd bytes (os.environ, argv) come back as they were."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _wire_bytes(header_value: str) -> bytes:
+    """A header value's bytes on the wire: http.server decodes (and encodes) them as ISO-8859-1;
+    text beyond it is taken as UTF-8."""
+    try:
+        return header_value.encode("latin-1")
+    except UnicodeEncodeError:
+        return _utf8(header_value)
+
+
+def keys_match(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison of bytes: compare_digest raises TypeError on non-ASCII str."""
+    if given is None or expected is None:
+        return False
+    return hmac.compare_digest(_wire_bytes(given), _utf8(expected))
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -141,13 +175,43 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_request(self) -> None:
         started = time.perf_counter()
-        status = self._handle()
+        self._body_unread = True  # until _read_body has consumed the declared body
+        self._reply_flushed = False  # once the status line is out, no other reply can be sent
+        status: int | None
+        try:
+            status = self._handle()
+        except Exception as exc:  # every request gets an answer: see _fail
+            status = self._fail(exc)
         elapsed = (time.perf_counter() - started) * 1000
-        self.server.log(f'[api] "{self.command} {self.path}" {status} {elapsed:.1f} ms')
+        shown = "-" if status is None else status
+        self.server.log(f'[api] "{self.command} {self.path}" {shown} {elapsed:.1f} ms')
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request
 
+    def _fail(self, exc: Exception) -> int | None:
+        """A bug in this module: 500 in the project's error shape, then close the connection.
+
+        Not 502, which API Gateway (and `_invoke`) use for a failed integration: this error is
+        the emulator's own, and reporting it as the function's would send one looking in the
+        wrong place. The connection is closed as its state (an unread body?) is unknown.
+        """
+        self.close_connection = True
+        if isinstance(exc, ConnectionError | TimeoutError):
+            self.server.log(f"[api] connection lost: {exc!r}")
+            return None  # the client is gone: nobody to answer
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        self.server.log(f"[api] internal error handling {self.command} {self.path}:\n{detail}")
+        if self._reply_flushed:
+            return None  # part of a reply is out: closing the connection is all that is left
+        self._headers_buffer: list[bytes] = []  # drop the headers of a reply that failed midway
+        message = f"the local API failed: {type(exc).__name__}: {exc}"
+        return self._error(500, "internal_error", message)
+
     def _handle(self) -> int:
+        # The body first: a 404 or 405 that left it unread would make it the next request.
+        body = self._read_body()
+        if isinstance(body, int):
+            return body  # an error was sent and the connection will be closed
         path = urlsplit(self.path).path
         routes = [r for r in self.server.routes if r.path == path]
         if not routes:
@@ -157,33 +221,36 @@ class _Handler(BaseHTTPRequestHandler):
             allowed = ", ".join(sorted(r.method for r in routes))
             message = f"{self.command} is not allowed on {path}; use {allowed}"
             return self._error(405, "method_not_allowed", message, {"Allow": allowed})
-        body = self._read_body()
-        if isinstance(body, int):
-            return body  # an error was sent
         key = self.headers.get("x-api-key")
         expected = self.server.api_key
-        valid = key is not None and expected is not None and hmac.compare_digest(key, expected)
-        if route.api_key_required and expected is not None and not valid:
+        if route.api_key_required and expected is not None and not keys_match(key, expected):
             forbidden = {"x-amzn-ErrorType": "ForbiddenException"}
             return self._send(403, {"message": "Forbidden"}, forbidden)
         return self._invoke(route, body, key if route.api_key_required else None)
 
     def _read_body(self) -> bytes | int:
-        """The request body, or the status of the error sent instead (the body left unread)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        """The request body, or the status of the error sent instead (the body left unread and
+        the connection closed: where the next request would start is unknown or too far)."""
+        if "Transfer-Encoding" in self.headers:
             self.close_connection = True
             return self._error(411, "length_required", "send a Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not lengths:
+            self._body_unread = False
+            return b""
+        if len(lengths) > 1 or not _DIGITS.fullmatch(value := lengths.pop()):
             self.close_connection = True
             return self._error(400, "bad_request", "invalid Content-Length")
+        length = int(value)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             return self._send(413, {"message": "Request Too Long"})
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        self._body_unread = False
+        if len(body) < length:
+            self.close_connection = True
+            return self._error(400, "bad_request", "the body is shorter than its Content-Length")
+        return body
 
     def _invoke(self, route: Route, body: bytes, api_key: str | None) -> int:
         event = build_event(
@@ -201,6 +268,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(429, {"message": "Too Many Requests"})
         except FunctionError as exc:
             self.server.log(f"[api] {exc}")
+            return self._send(502, {"message": "Internal server error"})
+        except Exception as exc:  # the integration failed, however: 502
+            self.server.log(f"[api] invoking {route.function_id} failed: {exc!r}")
             return self._send(502, {"message": "Internal server error"})
         return self._proxy_response(response)
 
@@ -226,6 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
             ]
             if not 100 <= status <= 599:
                 raise ValueError(status)
+            for name, value in headers:  # no response splitting through the function's headers
+                if not (_TOKEN.fullmatch(name) and _NO_CONTROLS.fullmatch(value)):
+                    raise ValueError(name)
         except (TypeError, KeyError, ValueError, AttributeError, binascii.Error):
             self.server.log(f"[api] malformed Lambda proxy response: {response!r:.200}")
             return self._send(502, {"message": "Internal server error"})
@@ -236,22 +309,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> int:
-        return self._send(status, {"error": {"code": code, "message": message}}, headers)
+        document = {"error": {"code": code, "message": message, "details": []}}
+        return self._send(status, document, headers)
 
     def _send(self, status: int, document: Any, headers: dict[str, str] | None = None) -> int:
         extra = [("Content-Type", "application/json"), *(headers or {}).items()]
         return self._write(status, extra, json.dumps(document).encode())
 
     def _write(self, status: int, headers: list[tuple[str, str]], data: bytes) -> int:
+        if self._body_unread:
+            self.close_connection = True  # never leave a body to be read as the next request
         self.send_response_only(status)
         self.send_header("Date", self.date_time_string())
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         for name, value in headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
+                # send_header encodes ISO-8859-1 (and raises beyond it): other text goes out
+                # as its UTF-8 bytes
+                self.send_header(name, _wire_bytes(value).decode("latin-1"))
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
+        self._reply_flushed = True
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
