@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
@@ -140,7 +141,7 @@ class Feature:
 
     def encode(self, column: Sequence[Any], text: bool, problems: list[Problem]) -> np.ndarray:
         """Encode a column; append a Problem per bad value (up to MAX_PROBLEMS in all)."""
-        if not text:
+        if not text and len(column) > 1:  # one value: the precise path is also the faster
             fast = self._encode_fast(column)
             if fast is not None:
                 return fast
@@ -248,22 +249,36 @@ class FeatureSchema:
         columns = dict(zip(self.names, zip(*rows, strict=True), strict=True)) if rows else {}
         return self.encode_columns({k: list(v) for k, v in columns.items()}, len(rows))
 
+    @cached_property
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(column indices, training minima, maxima) of the numeric features with a range."""
+        idx = [
+            j
+            for j, f in enumerate(self.features)
+            if f.type in ("number", "integer") and f.min is not None and f.max is not None
+        ]
+        lows = [self.features[j].min for j in idx]
+        highs = [self.features[j].max for j in idx]
+        return np.array(idx, dtype=np.intp), np.array(lows, float), np.array(highs, float)
+
     def out_of_range(self, matrix: np.ndarray) -> list[str]:
         """Human-readable warnings for numeric values outside the training range."""
+        idx, lows, highs = self._ranges
+        if not idx.size:
+            return []
+        values = matrix[:, idx]
+        outside = (values < lows) | (values > highs)  # one comparison for every column
+        if not outside.any():
+            return []
         warnings = []
-        for j, f in enumerate(self.features):
-            if f.type not in ("number", "integer") or f.min is None or f.max is None:
-                continue
-            column = matrix[:, j]
-            outside = np.flatnonzero((column < f.min) | (column > f.max))
-            if outside.size:
-                rows = ", ".join(str(i) for i in outside[:5]) + (
-                    ", ..." if outside.size > 5 else ""
-                )
-                warnings.append(
-                    f"{f.name}: {outside.size} value(s) outside the training range "
-                    f"[{f.min:g}, {f.max:g}] (rows {rows})"
-                )
+        for k in np.flatnonzero(outside.any(axis=0)):
+            f = self.features[idx[k]]
+            bad = np.flatnonzero(outside[:, k])
+            rows = ", ".join(str(i) for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+            warnings.append(
+                f"{f.name}: {bad.size} value(s) outside the training range "
+                f"[{f.min:g}, {f.max:g}] (rows {rows})"
+            )
         return warnings
 
 
