@@ -67,7 +67,7 @@ def cold_section(f: dict[str, Any]) -> list[str]:
 
 def warm_section(f: dict[str, Any]) -> list[str]:
     lines = [
-        f"Handler in process, API Gateway events; numpy fast path: {f['fast_path']}.",
+        f"Handler in process, API Gateway events; serving {f['served']}.",
         "",
         "| figure | value |",
         "| --- | ---: |",

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from sklambda.artifact import (
@@ -52,17 +53,29 @@ def test_runtime_skew_is_refused(manifest):
     check_runtime(manifest)
 
 
-def test_tampered_model_is_refused_before_load(artifact_dir):
+@pytest.mark.parametrize("numpy_form", [False, True], ids=["joblib", "npz"])
+def test_tampered_model_is_refused_before_load(artifact_dir, numpy_form):
     manifest = read_manifest(artifact_dir)
-    path = artifact_dir / "model.joblib"
+    info = manifest.numpy_artifact if numpy_form else manifest.artifact
+    assert info is not None
+    path = artifact_dir / info.key
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(IntegrityError, match="does not match manifest"):
-        load_verified(path, manifest)
+        load_verified(path, manifest, info)
 
 
-def test_verified_model_loads_and_predicts(trained_dir, manifest, house_dataset):
-    model = load_verified(trained_dir / "model.joblib", manifest)
-    assert model.predict(house_dataset.X[:3]).shape == (3,)
+@pytest.mark.parametrize("model_format", ["auto", "joblib"])
+def test_verified_model_loads_and_predicts_alike(
+    trained_dir, manifest, house_dataset, model_format
+):
+    from sklambda.artifact import served_artifact
+
+    info = served_artifact(manifest, model_format)
+    assert info.format == ("npz" if model_format == "auto" else "joblib")
+    model = load_verified(trained_dir / info.key, manifest, info)
+    pickled = load_verified(trained_dir / "model.joblib", manifest)
+    X = house_dataset.X[:50]
+    np.testing.assert_allclose(model.predict(X), pickled.predict(X), rtol=1e-9)
 
 
 def test_corrupt_manifest_is_an_integrity_error():

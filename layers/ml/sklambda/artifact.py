@@ -237,11 +237,23 @@ def verify_file(path: Path, manifest: Manifest, info: ArtifactInfo | None = None
         )
 
 
-def load_verified(path: Path, manifest: Manifest) -> Any:
-    """joblib.load only after the sha256 matches: a pickle is code."""
+def served_artifact(manifest: Manifest, model_format: str = "auto") -> ArtifactInfo:
+    """What a server loads: model.npz when the manifest has one (unless "joblib"), else the
+    pickle."""
+    if model_format == "auto" and manifest.numpy_artifact is not None:
+        return manifest.numpy_artifact
+    return manifest.artifact
+
+
+def load_verified(path: Path, manifest: Manifest, info: ArtifactInfo | None = None) -> Any:
+    """Open an artifact file only after its sha256 matches the manifest (a pickle is code): the
+    numpy form as a NumpyModel, the pickle with joblib (importing scikit-learn)."""
+    info = info or manifest.artifact
+    verify_file(path, manifest, info)
+    if info.format == "npz":
+        return NumpyModel.load(path)
     import joblib
 
-    verify_file(path, manifest)
     return joblib.load(path)
 
 

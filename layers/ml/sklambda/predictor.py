@@ -116,8 +116,8 @@ def _batch(
     _check_size(len(rows), max_rows)
     if not rows:
         raise RequestError(f"'{key}' is empty")
-    # JSON objects arrive as dicts; the exact type check spares 10,000 ABC isinstance calls.
-    if all(type(r) is dict for r in rows) or all(isinstance(r, Mapping) for r in rows):
+    # JSON objects arrive as dicts; one C-level pass spares 10,000 ABC isinstance calls.
+    if set(map(type, rows)) == {dict} or all(isinstance(r, Mapping) for r in rows):
         X = schema.encode_records(rows)
         return Batch(X, False, _extra_keys(rows, schema) + schema.out_of_range(X))
     if not records_only and all(isinstance(r, list) for r in rows):

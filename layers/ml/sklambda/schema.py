@@ -169,8 +169,9 @@ class Feature:
                     ok &= arr > 0
                 return arr if ok.all() else None
             table = self._codes if self.type == "category" else _BOOLEANS
+            # Category tables have only str keys, so a value of another type finds no code.
             codes = list(map(table.get, column))
-            if None in codes or (self.type == "category" and not set(map(type, column)) <= {str}):
+            if None in codes:
                 return None
             return np.array(codes, dtype=np.float64)
         except (TypeError, OverflowError):  # unhashable values; integers beyond float64

@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.artifact import Manifest, check_runtime
+from sklambda.artifact import Manifest, check_runtime, load_verified, served_artifact
 from sklambda.errors import SklambdaError
-from sklambda.numpy_model import NumpyModel
 from sklambda.predictor import LoadedModel
 from sklambda.store import ModelStore
 
@@ -199,12 +198,12 @@ class ModelHolder:
     ) -> LoadedModel:
         timings: dict[str, float] = {"resolve_ms": resolve_ms}
         t0 = time.perf_counter()
-        numpy_form = manifest.numpy_artifact if self.settings.model_format == "auto" else None
-        if numpy_form is None:
+        info = served_artifact(manifest, self.settings.model_format)
+        if info.format == "joblib":
             check_runtime(manifest)  # a pickle must be read by the versions that wrote it
-        path = store.fetch(manifest, self.settings.cache_dir, timings, numpy_form)
+        path = store.fetch(manifest, self.settings.cache_dir, timings, info)
         t1 = time.perf_counter()
-        model = LoadedModel(manifest, NumpyModel.load(path) if numpy_form else _unpickle(path))
+        model = LoadedModel(manifest, load_verified(path, manifest, info))
         t2 = time.perf_counter()
         model.predict(model.sample_row())
         t3 = time.perf_counter()
@@ -214,12 +213,6 @@ class ModelHolder:
         if self.on_load:
             self.on_load(model, timings, reason)
         return model
-
-
-def _unpickle(path: Path) -> Any:
-    import joblib  # with scikit-learn behind it: ~1 s of imports, paid only for pickles
-
-    return joblib.load(path)
 
 
 def health(holder: ModelHolder) -> dict[str, Any]:
