@@ -52,7 +52,9 @@ class ServingSettings:
     version: str = ""
     refresh_seconds: float = 300.0
     max_rows: int = 10_000
-    max_body_bytes: int = 6_000_000
+    # Under Lambda's 6 MB invoke limit with room for the event around the body: a bigger body
+    # never reaches the function (API Gateway answers 502), so ours must be the one that says 413.
+    max_body_bytes: int = 5_000_000
     cache_dir: Path = Path("/tmp/models")
     # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
     # "joblib": always the pickle.
@@ -68,7 +70,7 @@ class ServingSettings:
             version=env.get("MODEL_VERSION", ""),
             refresh_seconds=float(env.get("MODEL_REFRESH_SECONDS") or 300),
             max_rows=int(env.get("MAX_BATCH_ROWS") or 10_000),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES") or 6_000_000),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES") or 5_000_000),
             cache_dir=Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),
             model_format="joblib" if env.get("MODEL_FORMAT") == "joblib" else "auto",
         )
