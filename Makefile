@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requirements*.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate build serve invoke bench clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate build serve invoke bench sam-local-test clean
 
 help:
 	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions"
@@ -18,6 +18,7 @@ help:
 	@echo "make serve   the template's API on http://127.0.0.1:3000 (Docker-free, moto S3)"
 	@echo "make invoke FUNCTION=PredictFunction EVENT=events/predict.json   one cold invoke"
 	@echo "make bench   benchmarks; writes benchmarks/RESULTS.md"
+	@echo "make sam-local-test   SAM CLI's own sam local invoke/start-api, no Docker (root)"
 
 $(STAMP): requirements-dev.txt layers/ml/requirements.txt layers/ml/requirements-lambda.txt
 	@echo "==> creating $(VENV) with the pinned dependencies (first run only, about a minute)"
@@ -77,6 +78,12 @@ invoke: venv
 
 bench: venv
 	PYTHONPATH=functions/predict:functions/retrain $(PY) -m benchmarks
+
+# SAM CLI's own `sam local invoke` / `start-api` on template.yaml and events/, with no Docker engine:
+# podman + runc, a stand-in Lambda image built here, a Docker-API proxy. Needs root (CI is root);
+# without root or a CPython 3.12 it says SKIPPED and why.
+sam-local-test: venv
+	timeout --signal=TERM --kill-after=60 1800 $(PY) -m tools.sam_local.check
 
 clean:
 	rm -rf .aws-sam .demo artifacts .pytest_cache .mypy_cache .ruff_cache .coverage
