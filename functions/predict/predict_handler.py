@@ -183,6 +183,8 @@ def handle_unexpected(exc: Exception) -> Response[str]:
 
 def _before_snapshot() -> None:
     holder.before_snapshot()
+    # The load is logged; its metric is dropped, or every restored environment would replay it.
+    metrics.clear_metrics()
 
 
 def _after_restore() -> None:

@@ -257,3 +257,23 @@ def test_each_restore_gets_its_own_random_state():
     np.random.seed(7)
     reseed_random()
     assert (random.random(), np.random.random()) != snapshot
+
+
+def test_restore_hook_does_no_io_and_the_snapshot_replays_no_metric(
+    make_holder, store, trained_dir, lambda_context, capsys
+):
+    """Restore hooks must finish within 10 s: the alias check waits for the first request."""
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    holder = make_holder(refresh_seconds=0.0)  # 0: no periodic check, but a restore still checks
+    predict_handler._before_snapshot()
+    capsys.readouterr()
+    calls = []
+    real_factory = holder.store_factory
+    holder.store_factory = lambda: calls.append(1) or real_factory()
+    predict_handler._after_restore()
+    assert calls == []
+    assert predict(lambda_context)[0] == 200
+    assert calls == [1]  # the first request re-checked the alias
+    emitted = capsys.readouterr().out
+    assert "ModelLoadTime" not in emitted  # the snapshot's load is not counted again

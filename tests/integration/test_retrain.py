@@ -236,10 +236,51 @@ def test_handler_raises_after_recording_a_failure(
     assert store.alias("house-prices", "live").version == champion.version
 
 
-def test_champion_pickle_is_verified_before_scoring(store, s3, bucket, champion):
-    key = store.version_prefix(champion.name, champion.version) + "model.joblib"
+def test_champion_artifact_is_verified_before_scoring(store, s3, bucket, champion):
+    """The champion is scored from what the predict function serves (model.npz here)."""
+    key = store.version_prefix(champion.name, champion.version) + "model.npz"
     s3.put_object(Bucket=bucket, Key=key, Body=b"tampered")
     s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
     record = run(store)
     assert record.status == "failed"
     assert record.error["code"] == "integrity_error"
+
+
+def publish_with_manifest_edit(store, trained_dir, tmp_path, edit):
+    """Publish a copy of the trained folder whose manifest `edit` changed, and make it live."""
+    import json
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(trained_dir, folder)
+    raw = json.loads((folder / "manifest.json").read_text())
+    edit(raw)
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    manifest = store.publish(folder)
+    store.promote(manifest.name, manifest.version)
+    return manifest
+
+
+def test_champion_from_other_library_versions_is_still_scored_from_its_numpy_form(
+    store, s3, bucket, trained_dir, tmp_path
+):
+    publish_with_manifest_edit(
+        store, trained_dir, tmp_path, lambda raw: raw["runtime"].update({"scikit-learn": "1.3.2"})
+    )
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    record = run(store)
+    assert record.champion["holdout"]["r2"] == pytest.approx(
+        record.challenger["metrics"]["holdout"]["r2"]
+    )  # same data, same config: the same model, scored on the same rows
+
+
+def test_champion_fitted_on_every_row_is_compared_by_its_recorded_holdout(
+    store, s3, bucket, trained_dir, tmp_path
+):
+    """Trained before the hashed holdout: scoring it on our holdout would be in-sample."""
+    legacy = publish_with_manifest_edit(
+        store, trained_dir, tmp_path, lambda raw: raw["metrics"].pop("rows")
+    )
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
+    record = run(store)
+    assert record.champion["holdout"] == legacy.metrics["holdout"]

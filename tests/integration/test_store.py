@@ -133,3 +133,17 @@ def test_access_denied_on_the_alias_says_what_it_may_mean(store):
         with pytest.raises(RegistryError, match="may not exist") as caught:
             store.alias("house-prices", "live")
     assert caught.value.status == 403
+
+
+def test_alias_also_pins_the_served_numpy_artifact(store, s3, bucket, trained_dir):
+    import json
+
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    assert store.alias(manifest.name, "live").numpy_sha256 == manifest.numpy_artifact.sha256
+    key = store.version_prefix(manifest.name, manifest.version) + "manifest.json"
+    raw = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    raw["numpy_artifact"]["sha256"] = "0" * 64  # the manifest now vouches for another file
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(raw).encode())
+    with pytest.raises(IntegrityError, match="promises sha256"):
+        store.resolve(manifest.name)

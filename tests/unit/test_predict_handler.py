@@ -336,3 +336,22 @@ def test_openapi_declares_the_api_key_where_api_gateway_checks_it(loaded, lambda
     assert doc["paths"]["/model"]["get"]["security"] == [{"apiKey": []}]
     assert "security" not in doc["paths"]["/health"]["get"]
     assert "503" in doc["paths"]["/health"]["get"]["responses"]
+
+
+def test_inputs_that_overflow_the_prediction_get_422_not_null(loaded, lambda_context):
+    code, reply, _ = call(with_body("predict", record_json(bedrooms="1e300")), lambda_context)
+    assert code == 422, reply
+    assert reply["error"]["details"][0]["row"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        record_json(driveway="[" * 1000 + "1" + "]" * 1000),  # within orjson's depth limit
+        '{"dataframe_split": {"columns": [' + "[" * 1000 + "1" + "]" * 1000 + '], "data": [[1]]}}',
+    ],
+    ids=["nested-value", "nested-column-name"],
+)
+def test_nesting_within_the_parser_limit_is_a_4xx(loaded, lambda_context, body):
+    code, reply, _ = call(with_body("predict", body), lambda_context)
+    assert 400 <= code < 500, reply

@@ -11,7 +11,7 @@ import numpy as np
 from sklambda.artifact import Manifest
 from sklambda.errors import DataValidationError, Problem, RequestError
 from sklambda.numpy_model import NumpyModel
-from sklambda.schema import FeatureSchema
+from sklambda.schema import MAX_PROBLEMS, FeatureSchema
 
 FORMATS_HELP = (
     "send one record {feature: value, ...}, {'instances': [records or lists in schema order]}, "
@@ -66,7 +66,15 @@ class LoadedModel:
         return decode_request(self.schema, body, max_rows)
 
     def predict(self, X: np.ndarray) -> list[float]:
-        predictions: np.ndarray = self._predict(X)
+        with np.errstate(all="ignore"):
+            predictions: np.ndarray = self._predict(X)
+        bad = np.flatnonzero(~np.isfinite(predictions))
+        if bad.size:  # finite inputs far outside the training range can overflow (exp of 1e300)
+            raise DataValidationError(
+                f"{bad.size} row(s) give no finite prediction; inputs far outside the training "
+                "range (see GET /model for each feature's min and max)",
+                [Problem(None, "prediction is not finite", int(i)) for i in bad[:MAX_PROBLEMS]],
+            )
         return predictions.tolist()  # type: ignore[no-any-return]
 
     def sample_row(self) -> np.ndarray:
@@ -141,6 +149,8 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
             "'dataframe_split' needs 'columns' (a list) and 'data' (a list of lists)"
         )
     columns: list[Any] = split["columns"]
+    if not all(isinstance(name, str) for name in columns):
+        raise RequestError("'dataframe_split.columns' must be a list of strings (feature names)")
     data = _list_of(split.get("data"), "dataframe_split.data")
     _check_size(len(data), max_rows)
     if not data:
@@ -153,8 +163,7 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
     if bad:
         raise DataValidationError("rows do not match 'columns'", bad[:10])
     cols = {
-        str(name): list(values)
-        for name, values in zip(columns, zip(*data, strict=True), strict=True)
+        name: list(values) for name, values in zip(columns, zip(*data, strict=True), strict=True)
     }
     X = schema.encode_columns(cols, len(data))
     extra = sorted(set(cols) - set(schema.names))

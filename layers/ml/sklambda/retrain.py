@@ -17,10 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
-from sklambda.artifact import Manifest, check_runtime, write_artifact
+from sklambda.artifact import (
+    Manifest,
+    check_runtime,
+    load_verified,
+    served_artifact,
+    write_artifact,
+)
 from sklambda.data import Table, prepare
 from sklambda.datasets import read_dataset
 from sklambda.errors import (
@@ -198,20 +203,26 @@ class Retrainer:
     def _score_champion(
         self, champion: Manifest, table: Table, test: np.ndarray, y: np.ndarray
     ) -> dict[str, float]:
-        """The champion's metrics on the challenger's holdout rows, encoded with its own schema.
+        """The champion's metrics on the challenger's holdout rows, encoded with its own schema,
+        from the artifact the predict function serves (model.npz when there is one).
 
-        {} when the champion cannot score them (new categories, or pickled by other library
-        versions, which the predict function would refuse to serve anyway): the gate then
-        falls back to the floor.
+        A champion trained before the hashed holdout was fitted on every row, so it would be
+        scored on rows it has seen: its recorded holdout metrics are used instead. {} when it
+        cannot score the rows (new categories, or a pickle written by other library versions,
+        which the predict function would refuse): the gate then falls back to the floor.
         """
-        try:
-            check_runtime(champion)
-        except RuntimeMismatchError as exc:
-            self.log("score_champion", warning=str(exc))
-            return {}
+        if "rows" not in champion.metrics:
+            self.log("score_champion", warning="fitted on every row; using its recorded holdout")
+            return dict(champion.metrics["holdout"])
+        info = served_artifact(champion)
+        if info.format == "joblib":
+            try:
+                check_runtime(champion)
+            except RuntimeMismatchError as exc:
+                self.log("score_champion", warning=str(exc))
+                return {}
         with tempfile.TemporaryDirectory() as tmp:
-            path = self.store.fetch(champion, Path(tmp))
-            model = joblib.load(path)
+            model = load_verified(self.store.fetch(champion, Path(tmp), info=info), champion, info)
         rows = [int(i) for i in test]
         columns = {
             name: [table.columns[name][i] for i in rows]

@@ -182,6 +182,8 @@ def _shown(value: Any, limit: int = 80) -> str:
     """repr for error messages, cut short: a client's 1 MB string is not echoed back."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**80:
         return "an integer of more than 80 digits"  # repr of a huge int is slow, or refused
+    if isinstance(value, (list, dict)):  # repr could recurse 1,000 levels deep
+        return "a JSON array" if isinstance(value, list) else "a JSON object"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -91,6 +91,7 @@ class ModelHolder:
     _model: LoadedModel | None = field(default=None, init=False)
     _last_error: str | None = field(default=None, init=False)
     _checked_at: float = field(default=0.0, init=False)
+    _recheck: bool = field(default=False, init=False)  # set by after_restore
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
@@ -135,13 +136,12 @@ class ModelHolder:
 
     def after_restore(self) -> None:
         """SnapStart: a snapshot can be days old and is restored many times. Give each restored
-        environment its own random state, and re-check the alias now, so a promotion made since
-        the snapshot is served from the first request (a failed check keeps the snapshot's
-        model, like any refresh)."""
+        environment its own random state, and make the next request re-check the alias whatever
+        MODEL_REFRESH_SECONDS says, so a promotion made since the snapshot is served from the
+        first request (a failed check keeps the snapshot's model, like any refresh). The check
+        is not made here: restore hooks must finish within Lambda's 10 s, and S3 may be slow."""
         reseed_random()
-        model = self._model
-        if model is not None and not self.settings.version:
-            self._refresh(model)
+        self._recheck = True
 
     def _load_first(self) -> LoadedModel:
         with self._lock:
@@ -169,15 +169,17 @@ class ModelHolder:
             return self._model
 
     def _refresh_due(self) -> bool:
+        if self.settings.version:
+            return False  # a pinned version never changes
         every = self.settings.refresh_seconds
-        return every > 0 and not self.settings.version and self.clock() - self._checked_at >= every
+        return self._recheck or (every > 0 and self.clock() - self._checked_at >= every)
 
     def _refresh(self, current: LoadedModel) -> None:
         """Re-check the alias; swap only after the new version is loaded and verified."""
         if not self._lock.acquire(blocking=False):
             return  # another thread is already refreshing; keep serving the current model
         try:
-            self._checked_at = self.clock()
+            self._checked_at, self._recheck = self.clock(), False
             store = self.store_factory()
             started = time.perf_counter()
             manifest = self._resolve(store)

@@ -2,7 +2,7 @@
 
 Layout under the bucket:
   models/<name>/versions/<version>/model.joblib, model.npz, manifest.json   (never overwritten)
-  models/<name>/aliases/<alias>.json   {"version", "sha256", "promoted_at", "previous", "history"}
+  models/<name>/aliases/<alias>.json   {"version", "sha256", "numpy_sha256", "promoted_at", ...}
   models/<name>/runs/<run-id>.json     retrain run records
 The client is passed in (boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, so the same code
 talks to AWS or to a moto server).
@@ -46,12 +46,16 @@ class AliasRecord:
     previous: str | None
     history: tuple[str, ...]
     etag: str = ""
+    # sha256 of model.npz, the artifact that is served when it exists ("" when none);
+    # None for alias records written before model.npz existed.
+    numpy_sha256: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": self.version,
                 "sha256": self.sha256,
+                "numpy_sha256": self.numpy_sha256,
                 "promoted_at": self.promoted_at,
                 "previous": self.previous,
                 "history": list(self.history),
@@ -157,6 +161,7 @@ class ModelStore:
             previous=raw.get("previous"),
             history=tuple(raw.get("history") or ([raw["previous"]] if raw.get("previous") else [])),
             etag=obj["ETag"],
+            numpy_sha256=raw.get("numpy_sha256"),
         )
 
     def resolve(self, name: str, alias: str = "live", version: str | None = None) -> Manifest:
@@ -169,11 +174,15 @@ class ModelStore:
                 f"{name} has no alias {alias!r} (promote a version first)", "alias_not_found", 404
             )
         manifest = self.manifest(name, record.version)
-        if manifest.artifact.sha256 != record.sha256:
-            raise IntegrityError(
-                f"alias {alias} of {name} promises sha256 {record.sha256[:12]}… "
-                f"but version {record.version} has {manifest.artifact.sha256[:12]}…"
-            )
+        promised = [(record.sha256, manifest.artifact.sha256)]
+        if record.numpy_sha256 is not None:
+            promised.append((record.numpy_sha256, _numpy_sha256(manifest)))
+        for expected, actual in promised:
+            if expected != actual:
+                raise IntegrityError(
+                    f"alias {alias} of {name} promises sha256 {expected[:12] or '(none)'}… "
+                    f"but version {record.version} has {actual[:12] or '(none)'}…"
+                )
         return manifest
 
     def fetch(
@@ -288,6 +297,7 @@ class ModelStore:
             alias=alias,
             version=manifest.version,
             sha256=manifest.artifact.sha256,
+            numpy_sha256=_numpy_sha256(manifest),
             promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
             previous=history[0] if history else None,
             history=history,
@@ -342,6 +352,10 @@ class ModelStore:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return False
             raise
+
+
+def _numpy_sha256(manifest: Manifest) -> str:
+    return manifest.numpy_artifact.sha256 if manifest.numpy_artifact else ""
 
 
 def _code(exc: ClientError) -> str:
