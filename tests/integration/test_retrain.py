@@ -284,3 +284,19 @@ def test_champion_fitted_on_every_row_is_compared_by_its_recorded_holdout(
     s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=CSV)
     record = run(store)
     assert record.champion["holdout"] == legacy.metrics["holdout"]
+
+
+def test_too_small_a_holdout_is_rejected_and_the_champion_stays(
+    store, s3, bucket, champion, house_config, house_dataset
+):
+    from sklambda.training import holdout_indices
+
+    train_rows, test_rows = holdout_indices(house_dataset, house_config)
+    lines = CSV.decode().splitlines()  # line i + 1 is dataset row i; a row keeps its side
+    keep = sorted([*train_rows[:60], *test_rows[:2]])
+    small = "\n".join([lines[0], *(lines[i + 1] for i in keep)]) + "\n"
+    s3.put_object(Bucket=bucket, Key=DATA_KEY, Body=small.encode())
+    record = run(store)
+    assert record.status == "rejected", record.reason
+    assert "holdout has 2 rows" in record.reason
+    assert store.alias("house-prices", "live").version == champion.version

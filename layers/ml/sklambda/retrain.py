@@ -109,6 +109,9 @@ def gate(
     )
 
 
+MIN_HOLDOUT_ROWS = 5
+
+
 class Retrainer:
     """Runs one retrain against a store; `log(phase, **fields)` gets one call per phase."""
 
@@ -193,6 +196,17 @@ class Retrainer:
             req.tolerance,
             floor,
         )
+        holdout_rows = int(result.metrics["holdout_rows"])
+        if (
+            holdout_rows < MIN_HOLDOUT_ROWS
+        ):  # the hashed split's size varies; metrics on 1-4 rows mean nothing
+            passed, reason = (
+                False,
+                (
+                    f"holdout has {holdout_rows} rows, fewer than {MIN_HOLDOUT_ROWS}: too few to "
+                    "compare models (add data or raise holdout_fraction)"
+                ),
+            )
         record.reason = reason
         if not passed:
             record.status = "rejected"
