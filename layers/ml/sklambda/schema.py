@@ -169,11 +169,10 @@ class Feature:
                     ok &= arr > 0
                 return arr if ok.all() else None
             table = self._codes if self.type == "category" else _BOOLEANS
-            # Category tables have only str keys, so a value of another type finds no code.
-            codes = list(map(table.get, column))
-            if None in codes:
-                return None
-            return np.array(codes, dtype=np.float64)
+            # Category tables have only str keys, so a value of another type finds no code;
+            # a value with no code comes out of fromiter as NaN (None), which no code is.
+            codes = np.fromiter(map(table.get, column), dtype=np.float64, count=len(column))
+            return None if np.isnan(codes).any() else codes
         except (TypeError, OverflowError):  # unhashable values; integers beyond float64
             return None
 
