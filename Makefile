@@ -33,7 +33,7 @@ $(STAMP): requirements-dev.txt layers/ml/requirements.txt layers/ml/requirements
 venv: $(STAMP)
 
 demo: venv
-	$(PY) -m training.local.demo
+	$(PY) -m tools.local.demo
 
 test: venv
 	$(PY) -m pytest --cov --cov-report=term:skip-covered
@@ -71,10 +71,10 @@ build: venv
 	$(SAM_ENV) sam build
 
 serve: venv
-	$(PY) -m training.local serve
+	$(PY) -m tools.local serve
 
 invoke: venv
-	$(PY) -m training.local invoke $(FUNCTION) $(EVENT)
+	$(PY) -m tools.local invoke $(FUNCTION) $(EVENT)
 
 bench: venv
 	PYTHONPATH=functions/predict:functions/retrain $(PY) -m benchmarks

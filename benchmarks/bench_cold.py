@@ -83,8 +83,8 @@ print("BENCH " + json.dumps({
 
 def _environment(endpoint: str, python: str, cache: Path) -> dict[str, str]:
     """What Lambda gives the function (the local runner's rules), plus boto3 and local S3."""
-    from training.local.rie import function_environment
-    from training.local.template import load_env_vars, load_template
+    from tools.local.rie import function_environment
+    from tools.local.template import load_env_vars, load_template
 
     app = load_template(TEMPLATE, env_vars=load_env_vars(ENV_VARS), built=True)
     spec = app.functions[FUNCTION]

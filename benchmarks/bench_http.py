@@ -1,4 +1,4 @@
-"""HTTP: the template's API served locally (training.local's LocalApi: the RIE and the real
+"""HTTP: the template's API served locally (tools.local's LocalApi: the RIE and the real
 Python runtime client, one process per concurrent request as Lambda scales), POST /predict with
 one record at concurrency 1 and 8, bounded request counts, over loopback keep-alive connections.
 
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.common import ENV_VARS, TEMPLATE, percentile, seeded_registry
-from training.local.runner import LocalApi
+from tools.local.runner import LocalApi
 
 LEVELS = {1: 300, 8: 60}  # concurrency: requests per client thread
 

@@ -7,7 +7,7 @@ from typing import Any
 import build_layer
 
 from benchmarks.common import BUILD, ensure_build
-from training.local.template import load_template
+from tools.local.template import load_template
 
 
 def main() -> dict[str, Any]:

@@ -13,8 +13,8 @@ from benchmarks.common import percentile, quiet_powertools, trained_model
 quiet_powertools()
 
 import predict_handler  # noqa: E402
-from sklambda.artifact import load_verified, read_manifest, served_artifact  # noqa: E402
-from sklambda.predictor import LoadedModel  # noqa: E402
+from sklambda.manifest import open_verified, read_manifest, served_artifact, verify_file  # noqa: E402
+from sklambda.model import LoadedModel  # noqa: E402
 from tests.conftest import FakeLambdaContext, load_event  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main() -> dict[str, Any]:
     manifest = read_manifest(folder)
     info = served_artifact(manifest)  # what the function serves: model.npz for this model
     predict_handler.holder.use(
-        LoadedModel(manifest, load_verified(folder / info.key, manifest, info))
+        LoadedModel(manifest, open_verified(verify_file(folder / info.key, manifest, info)))
     )
     one = load_event("predict")
     record = json.loads(one["body"])

@@ -35,16 +35,12 @@ def quiet_powertools() -> None:
 def trained_model() -> Path:
     """Train the default model into .cache/bench/house-prices (about a second), every run, so
     the artifact always comes from the current code."""
-    from sklambda.artifact import write_artifact
+    from sklambda.artifact import train_artifact
     from sklambda.config import load_config
-    from sklambda.data import prepare, read_csv
-    from sklambda.training import train
+    from sklambda.data import load_dataset
 
-    out = WORK / "house-prices"
     config = load_config(CONFIG)
-    data = prepare(config, read_csv(config.data.source))
-    write_artifact(out, config, data, train(config, data))
-    return out
+    return train_artifact(config, load_dataset(config), WORK / "house-prices").folder
 
 
 def ensure_build() -> None:
@@ -93,7 +89,7 @@ def function_env(name: str) -> dict[str, str]:
 @contextmanager
 def seeded_registry() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 holding a promoted house-prices model; yields its URL."""
-    from training.local.s3server import moto_server, seed_registry, use_endpoint
+    from tools.local.s3server import moto_server, seed_registry, use_endpoint
 
     with moto_server() as endpoint:
         use_endpoint(endpoint)

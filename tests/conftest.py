@@ -14,10 +14,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from sklambda.artifact import Manifest, write_artifact
+from sklambda.artifact import train_artifact
 from sklambda.config import ModelConfig, load_config
 from sklambda.data import Dataset, prepare, read_csv
-from sklambda.training import train
+from sklambda.manifest import Manifest
 
 # Powertools reads these at import time; set before any handler module is imported.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
@@ -92,8 +92,7 @@ def trained_dir(
 ) -> Path:
     """The default model trained once, as `python -m training train` writes it."""
     out = tmp_path_factory.mktemp("artifact") / "house-prices"
-    write_artifact(out, house_config, house_dataset, train(house_config, house_dataset))
-    return out
+    return train_artifact(house_config, house_dataset, out).folder
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ def artifact_dir(trained_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def manifest(trained_dir: Path) -> Manifest:
-    from sklambda.artifact import read_manifest
+    from sklambda.manifest import read_manifest
 
     return read_manifest(trained_dir)
 

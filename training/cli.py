@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sklambda.artifact import Manifest, write_artifact
+from sklambda.artifact import train_artifact
 from sklambda.config import load_config
-from sklambda.data import prepare, read_csv
+from sklambda.data import load_dataset
 from sklambda.errors import SklambdaError
+from sklambda.manifest import Manifest
 from sklambda.store import ModelStore
-from sklambda.training import train
 
 DESCRIPTION = """\
 Train a scikit-learn model from a CSV and a TOML config, then publish it to the S3 model
@@ -70,17 +70,11 @@ def _store(args: argparse.Namespace) -> ModelStore:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    source = args.data or config.data.source
-    if not source:
-        raise SklambdaError("no data: give --data or set [data] source in the config", code="usage")
-    _say(f"reading {source}")
-    table = read_csv(source)
-    _say(f"validating {table.rows} rows against {len(config.features)} features")
-    dataset = prepare(config, table)
+    _say(f"reading and validating {args.data or config.data.source or '(no data)'}")
+    dataset = load_dataset(config, args.data)
     _say(f"training {config.estimator.kind} with {config.evaluation.cv_folds}-fold CV")
-    result = train(config, dataset, progress=lambda m: _say("  " + m))
     out = Path(args.out or f"artifacts/{config.name}")
-    manifest = write_artifact(out, config, dataset, result)
+    manifest = train_artifact(config, dataset, out, progress=lambda m: _say("  " + m)).manifest
     print()
     print(format_metrics(manifest.metrics))
     print()

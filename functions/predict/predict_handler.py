@@ -7,7 +7,6 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -16,9 +15,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda import api
-from sklambda.errors import DataValidationError, Problem, SklambdaError
-from sklambda.predictor import LoadedModel
-from sklambda.serving import ModelHolder, ServingSettings, health
+from sklambda.errors import SklambdaError
+from sklambda.model import LoadedModel
+from sklambda.serving import ModelHolder, health
+from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
 
 # GET /model and /health publish no metrics by design; Powertools would warn on each empty flush.
@@ -154,14 +154,6 @@ def handle_domain_error(exc: SklambdaError) -> Response[str]:
     if exc.status >= 500:
         logger.warning("request failed", extra={"code": exc.code, "error": exc.message})
     return _json(exc.status, api.error_body(exc), api.error_headers(exc))
-
-
-@app.exception_handler(RequestValidationError)
-def handle_validation_error(exc: RequestValidationError) -> Response[str]:
-    problems = [
-        Problem(".".join(map(str, e.get("loc", ()))), e.get("msg", "")) for e in exc.errors()
-    ]
-    return handle_domain_error(DataValidationError("invalid request", problems))
 
 
 @app.not_found

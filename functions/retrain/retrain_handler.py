@@ -1,6 +1,5 @@
 """Retrain function: EventBridge event -> retrain -> gate -> publish / promote, over sklambda."""
 
-import os
 from typing import Any
 
 import boto3
@@ -8,13 +7,14 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda.retrain import Retrainer, RetrainSettings, RunRecord, request_from_event
+from sklambda.retrain import Retrainer, RunRecord, request_from_event
+from sklambda.settings import RetrainSettings
 from sklambda.store import ModelStore
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-settings = RetrainSettings.from_env(os.environ)
+settings = RetrainSettings.from_env()
 
 
 class RetrainFailedError(Exception):

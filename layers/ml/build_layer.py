@@ -73,7 +73,7 @@ seconds = time.perf_counter() - t0
 # What the predict function imports from Powertools (the utilities left out must not be needed).
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-import sklambda.predictor, sklambda.training  # the rest needs botocore, which Lambda provides
+import sklambda.model, sklambda.request_formats, sklambda.training  # the rest needs botocore
 app = APIGatewayRestResolver(enable_validation=True)
 app.enable_swagger(path="/swagger")
 # Every scikit-learn module and every scipy subpackage left: none may miss a part of the layer

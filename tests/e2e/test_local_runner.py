@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-import training.local.api
-from training.local.rie import rie_binary
-from training.local.runner import LocalApi
+import tools.local.api
+from tools.local.rie import rie_binary
+from tools.local.runner import LocalApi
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30  # seconds, for every request
@@ -362,7 +362,7 @@ def test_bug_in_the_server_is_500(api: LocalApi, monkeypatch: pytest.MonkeyPatch
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(training.local.api, "build_event", broken)
+    monkeypatch.setattr(tools.local.api, "build_event", broken)
     replies = raw_exchange(api, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
     assert len(replies) == 1
     status, headers, body = replies[0]
@@ -421,7 +421,7 @@ def run_cli(project: Path, moto_endpoint: str, *args: str) -> subprocess.Complet
         [
             sys.executable,
             "-m",
-            "training.local",
+            "tools.local",
             *args,
             "--template",
             str(project / "template.yaml"),

@@ -20,8 +20,8 @@ import pytest
 from sklambda.store import ModelStore
 from tests.conftest import EVENTS, load_event
 from tests.e2e.test_local_runner import pytestmark as runner_marks
-from training.local.runner import LocalApi
-from training.local.s3server import FAKE_CREDENTIALS
+from tools.local.loopback import FAKE_CREDENTIALS
+from tools.local.runner import LocalApi
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-key"

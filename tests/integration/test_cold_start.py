@@ -6,7 +6,8 @@ import boto3
 import pytest
 
 import predict_handler
-from sklambda.serving import ModelHolder, ServingSettings
+from sklambda.serving import ModelHolder
+from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
 from tests.conftest import load_event
 
@@ -200,8 +201,7 @@ def test_snapstart_hooks_are_registered_with_the_runtime():
 def test_snapshot_holds_the_model_and_restore_honours_a_later_promotion(
     make_holder, store, trained_dir, tmp_path, house_config, house_dataset, lambda_context
 ):
-    from sklambda.artifact import write_artifact
-    from sklambda.training import train
+    from sklambda.artifact import train_artifact
 
     first = store.publish(trained_dir)
     store.promote(first.name, first.version)
@@ -209,9 +209,7 @@ def test_snapshot_holds_the_model_and_restore_honours_a_later_promotion(
     predict_handler._before_snapshot()
     assert holder.loaded is not None and holder.loaded.manifest.version == first.version
 
-    newer = tmp_path / "newer"
-    write_artifact(newer, house_config, house_dataset, train(house_config, house_dataset))
-    second = store.publish(newer)
+    second = store.publish(train_artifact(house_config, house_dataset, tmp_path / "newer").folder)
     store.promote(second.name, second.version)  # promoted after the snapshot was taken
     predict_handler._after_restore()
     status, body, _ = predict(lambda_context)

@@ -10,12 +10,12 @@ import pytest
 
 import predict_handler
 import retrain_handler
-from sklambda.artifact import write_artifact
+from sklambda.artifact import train_artifact
 from sklambda.data import parse_csv, prepare
 from sklambda.retrain import Retrainer, RetrainRequest
-from sklambda.serving import ModelHolder, ServingSettings
+from sklambda.serving import ModelHolder
+from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
-from sklambda.training import train
 from tests.conftest import ROOT, load_event
 
 pytestmark = pytest.mark.integration
@@ -54,9 +54,7 @@ def champion(store, trained_dir):
 def weak_champion(store, tmp_path, house_config):
     """A champion trained on shuffled prices: any real data beats it."""
     data = prepare(house_config, parse_csv(shuffled_prices(CSV), "shuffled.csv"))
-    out = tmp_path / "weak"
-    write_artifact(out, house_config, data, train(house_config, data))
-    manifest = store.publish(out)
+    manifest = store.publish(train_artifact(house_config, data, tmp_path / "weak").folder)
     store.promote(manifest.name, manifest.version)
     return manifest
 

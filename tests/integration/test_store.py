@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 
-from sklambda.artifact import read_manifest, write_artifact
+from sklambda.artifact import train_artifact
 from sklambda.errors import IntegrityError, RegistryError
+from sklambda.manifest import read_manifest
 from sklambda.store import ModelStore
-from sklambda.training import train
 from training.cli import main
 
 pytestmark = pytest.mark.integration
@@ -28,9 +28,7 @@ def second_dir(tmp_path, house_config, house_dataset):
             )
         }
     )
-    out = tmp_path / "second"
-    write_artifact(out, config, house_dataset, train(config, house_dataset))
-    return out
+    return train_artifact(config, house_dataset, tmp_path / "second").folder
 
 
 def test_publish_then_promote_then_resolve(store, trained_dir):
@@ -70,7 +68,7 @@ def test_promote_records_previous_and_rollback_restores_it(store, trained_dir, s
 
 def test_fetch_verifies_and_caches_by_sha256(store, trained_dir, tmp_path):
     manifest = store.publish(trained_dir)
-    path = store.fetch(manifest, tmp_path / "cache")
+    path = store.fetch(manifest, tmp_path / "cache").path
     assert path.name == f"{manifest.artifact.sha256}.joblib"
     assert path.read_bytes() == (trained_dir / "model.joblib").read_bytes()
 

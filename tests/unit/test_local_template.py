@@ -1,4 +1,4 @@
-"""training/local/template.py: a SAM template read as `sam local` reads it (small templates)."""
+"""tools/local/template.py: a SAM template read as `sam local` reads it (small templates)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.local.template import (
+from tools.local.template import (
     DEFAULT_BUCKET,
     Route,
     TemplateError,

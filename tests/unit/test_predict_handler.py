@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
 import predict_handler
-from sklambda.predictor import LoadedModel
+from sklambda.model import LoadedModel
 from tests.conftest import EVENTS, load_event
 
 pytestmark = pytest.mark.unit

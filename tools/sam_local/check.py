@@ -39,6 +39,7 @@ from typing import Any
 
 import boto3
 
+from tools.local.loopback import FAKE_CREDENTIALS, free_port
 from tools.sam_local.proxy import SAM_CLI_VERSION, DockerApiProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +49,10 @@ TEMPLATE = BUILD_DIR / "template.yaml"
 EVENTS = ROOT / "events"
 ENV_VARS = EVENTS / "env.json"
 SEED_CONFIG = ROOT / "training" / "configs" / "house_prices.toml"
-DATASET = ROOT / "training" / "data" / "windsor_housing.csv"
 SAM_LOCAL_HOME = Path(os.environ.get("SAM_LOCAL_HOME", "/var/lib/sklambda-sam-local"))
 LABEL = "sklambda.sam-local"
 SAM = str(Path(sys.executable).parent / "sam")  # the venv's, whatever PATH says
 REGION = "us-east-1"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -394,14 +393,10 @@ def model_bucket() -> str:
 
 def seed(endpoint: str, bucket: str) -> str:
     """A published, promoted model and a dataset for the retrain; returns the live version."""
-    from training.local.s3server import seed_registry
+    from tools.local.s3server import seed_registry
 
     os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_DEFAULT_REGION"] = REGION
-    version = seed_registry(endpoint, bucket, SEED_CONFIG, STATE / "seed")
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
-    s3.put_object(Bucket=bucket, Key="datasets/house-prices/windsor.csv", Body=DATASET.read_bytes())
-    return version
+    return seed_registry(endpoint, bucket, SEED_CONFIG, STATE / "seed")
 
 
 def live_version(env: Env) -> str:
@@ -493,13 +488,6 @@ def fetch(
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_api(env: Env, deadline: Deadline, timings: dict[str, float], warm: int) -> None:
@@ -666,7 +654,7 @@ def check(deadline: Deadline, timings: dict[str, float], warm: int) -> None:
             stack.callback(remove_containers, run_label)  # runs before the service stops
             remove_containers()
 
-        from training.local.s3server import moto_server
+        from tools.local.s3server import moto_server
 
         with step("moto server on 127.0.0.1, model published and promoted, dataset", timings):
             endpoint = stack.enter_context(moto_server())

@@ -42,6 +42,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tools.local.loopback import free_port
+
 SAM_CLI_VERSION = "1.170.0"
 RIE = "/var/rapid/aws-lambda-rie"
 RIE_PORT = "8080/tcp"  # Container.RAPID_PORT_CONTAINER in SAM 1.170
@@ -55,13 +57,6 @@ Log = Callable[[str], None]
 
 class ProxyError(Exception):
     """A request the proxy cannot pass on; answered with 400 and this message."""
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rie_host_port(bindings: Mapping[str, Any]) -> int | None:
@@ -78,7 +73,7 @@ def rewrite_create(
     *,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
-    free_port: Callable[[], int] = free_loopback_port,
+    free_port: Callable[[], int] = free_port,
 ) -> dict[str, Any]:
     """Rewrite a container-create body (Docker API) for host networking; see the module doc."""
     host_config = body.get("HostConfig") or {}
@@ -141,7 +136,7 @@ def prepare_request(
     *,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
-    free_port: Callable[[], int] = free_loopback_port,
+    free_port: Callable[[], int] = free_port,
     log: Log | None = None,
 ) -> bytes:
     """The bytes to send upstream first: the head (and, for a create, the rewritten body).

@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from sklambda.errors import RequestError, SklambdaError
+from sklambda.request_formats import decode_request
 from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
 
 JSON_TYPES = ("application/json",)
@@ -140,7 +141,7 @@ def predict(
         )
     payload = parse_json(body)
     model = holder.get()
-    batch = model.decode(payload, holder.settings.max_rows)
+    batch = decode_request(model.schema, payload, holder.settings.max_rows)
     predictions = model.predict(batch.X)
     reply: dict[str, Any] = {
         "predictions": predictions,

@@ -1,136 +1,57 @@
-"""The model artifacts (model.joblib, and model.npz for linear pipelines) and their manifest: the
-contract between training and serving.
-
-Serving imports this module on a cold start, so scikit-learn, scipy and joblib are imported only
-inside the functions that need them (training, and serving a pickle).
+"""Writing a trained model: model.joblib (+ model.npz for linear pipelines) + manifest.json in
+one folder, all or nothing. `train_artifact` is the one path from a dataset to that folder (the
+CLI, retraining, local seeding, benchmarks and tests all use it). Reading the folder back is
+sklambda.manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
-import platform
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sklambda.config import ModelConfig, TargetConfig
-from sklambda.errors import IntegrityError, RuntimeMismatchError
-from sklambda.numpy_model import NumpyModel
-from sklambda.schema import FeatureSchema
-
-if TYPE_CHECKING:  # training code: serving must not import sklearn.ensemble & co. on a cold start
-    from sklambda.data import Dataset
-    from sklambda.training import TrainResult
-
-MODEL_FILE = "model.joblib"
-NUMPY_FILE = "model.npz"
-MANIFEST_FILE = "manifest.json"
-# Only these must match between training and serving: they define how the pickle is read.
-PINNED_LIBRARIES = ("scikit-learn", "numpy")
-
-
-class ArtifactInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    key: str = MODEL_FILE
-    sha256: str
-    bytes: int
-    format: Literal["joblib", "npz"] = "joblib"
+from sklambda.config import ModelConfig
+from sklambda.data import Dataset
+from sklambda.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    NUMPY_FILE,
+    ArtifactInfo,
+    DataInfo,
+    Manifest,
+    runtime_versions,
+    sha256_file,
+)
+from sklambda.numpy_form import NumpyModel
+from sklambda.training import Progress, TrainResult, train
 
 
-class DataInfo(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    source: str
-    sha256: str
-    rows: int
+@dataclass(frozen=True)
+class TrainedArtifact:
+    """A trained model written to `folder`, with what produced it."""
+
+    folder: Path
+    manifest: Manifest
+    result: TrainResult
 
 
-class Manifest(BaseModel):
-    """Everything serving needs to know about a model version, and how it was made."""
-
-    model_config = ConfigDict(frozen=True)
-    schema_version: int = 1
-    name: str
-    version: str
-    created_at: str
-    artifact: ArtifactInfo
-    # The same model as numpy arrays (linear pipelines only): served without scikit-learn.
-    numpy_artifact: ArtifactInfo | None = None
-    runtime: dict[str, str]
-    task: Literal["regression"] = "regression"
-    target: TargetConfig
-    features: list[dict[str, Any]]
-    metrics: dict[str, Any]
-    data: DataInfo
-    estimator: dict[str, Any]
-    config: dict[str, Any]
-    parent_version: str | None = None
-
-    @property
-    def artifacts(self) -> list[ArtifactInfo]:
-        return [self.artifact] + ([self.numpy_artifact] if self.numpy_artifact else [])
-
-    @property
-    def feature_schema(self) -> FeatureSchema:
-        return FeatureSchema.from_list(self.features)
-
-    def training_config(self) -> ModelConfig:
-        return ModelConfig.model_validate(self.config)
-
-    def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
-
-    @classmethod
-    def from_json(cls, raw: str | bytes, origin: str = "manifest") -> Manifest:
-        try:
-            return cls.model_validate_json(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise IntegrityError(
-                f"{origin} is not a valid manifest ({where}: {first['msg']})"
-            ) from None
-
-
-def runtime_versions() -> dict[str, str]:
-    import joblib
-    import scipy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "joblib": joblib.__version__,
-    }
-
-
-def check_runtime(manifest: Manifest) -> None:
-    """Refuse a model whose pickle was written by other scikit-learn/numpy versions."""
-    here = runtime_versions()
-    skew = [
-        f"{lib} {manifest.runtime.get(lib, '?')} (this runtime has {here[lib]})"
-        for lib in PINNED_LIBRARIES
-        if manifest.runtime.get(lib) != here[lib]
-    ]
-    if skew:
-        raise RuntimeMismatchError(
-            f"model {manifest.name} {manifest.version} was trained with " + ", ".join(skew)
-        )
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def train_artifact(
+    config: ModelConfig,
+    dataset: Dataset,
+    out_dir: Path,
+    parent_version: str | None = None,
+    progress: Progress | None = None,
+) -> TrainedArtifact:
+    """Train and evaluate (sklambda.training.train), then write the artifact folder."""
+    result = train(config, dataset, progress)
+    manifest = write_artifact(out_dir, config, dataset, result, parent_version)
+    return TrainedArtifact(out_dir, manifest, result)
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -194,7 +115,7 @@ def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo 
     """Write model.npz when the pipeline is linear and its numpy form, read back from the file,
     gives the pipeline's own predictions on every training row, on missing values where a
     feature allows them, and on unknown category codes."""
-    from sklambda.fastpath import export
+    from sklambda.export import agrees, export
 
     exported = export(model)
     if exported is None or exported[1] is not None:
@@ -207,54 +128,12 @@ def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo 
         elif not feature.required:
             extra[0, j] = np.nan
     probe = np.vstack([dataset.X, extra])
-    with np.errstate(all="ignore"):
-        agrees = np.allclose(
-            NumpyModel.load(path).predict(probe), model.predict(probe), rtol=1e-9, atol=0
-        )
-    if not agrees:
+    if not agrees(NumpyModel.load(path).predict, model.predict, probe):
         path.unlink()
         return None
     return ArtifactInfo(
         key=NUMPY_FILE, sha256=sha256_file(path), bytes=path.stat().st_size, format="npz"
     )
-
-
-def read_manifest(folder: Path) -> Manifest:
-    path = folder / MANIFEST_FILE
-    try:
-        return Manifest.from_json(path.read_bytes(), str(path))
-    except FileNotFoundError:
-        raise IntegrityError(f"no {MANIFEST_FILE} in {folder}") from None
-
-
-def verify_file(path: Path, manifest: Manifest, info: ArtifactInfo | None = None) -> None:
-    expected = (info or manifest.artifact).sha256
-    actual = sha256_file(path)
-    if actual != expected:
-        raise IntegrityError(
-            f"{path.name} sha256 {actual[:12]}… does not match manifest "
-            f"{expected[:12]}… for {manifest.name} {manifest.version}; refusing it"
-        )
-
-
-def served_artifact(manifest: Manifest, model_format: str = "auto") -> ArtifactInfo:
-    """What a server loads: model.npz when the manifest has one (unless "joblib"), else the
-    pickle."""
-    if model_format == "auto" and manifest.numpy_artifact is not None:
-        return manifest.numpy_artifact
-    return manifest.artifact
-
-
-def load_verified(path: Path, manifest: Manifest, info: ArtifactInfo | None = None) -> Any:
-    """Open an artifact file only after its sha256 matches the manifest (a pickle is code): the
-    numpy form as a NumpyModel, the pickle with joblib (importing scikit-learn)."""
-    info = info or manifest.artifact
-    verify_file(path, manifest, info)
-    if info.format == "npz":
-        return NumpyModel.load(path)
-    import joblib
-
-    return joblib.load(path)
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sklambda.config import ModelConfig, TargetConfig
-from sklambda.errors import DataValidationError, Problem
+from sklambda.errors import ConfigError, DataValidationError, Problem
 from sklambda.schema import FeatureSchema, learn_schema
 
 
@@ -102,6 +102,14 @@ def prepare(config: ModelConfig, table: Table) -> Dataset:
     except DataValidationError as exc:
         raise DataValidationError(f"{table.source}: {exc.message}", exc.details) from None
     return Dataset(X, y, schema, table)
+
+
+def load_dataset(config: ModelConfig, source: str | Path | None = None) -> Dataset:
+    """Read a CSV (default: the config's [data] source) and validate it for `config`."""
+    path = source or config.data.source
+    if not path:
+        raise ConfigError("no data: give a CSV file or set [data] source in the config")
+    return prepare(config, read_csv(path))
 
 
 def _target(target: TargetConfig, column: Sequence[Any], text: bool) -> np.ndarray:

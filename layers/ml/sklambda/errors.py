@@ -74,6 +74,20 @@ class RegistryError(SklambdaError):
         super().__init__(message, [], status, code)
 
 
+class AliasConflictError(RegistryError):
+    """An alias changed between reading it and writing it: the write was not made."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "alias_conflict", 409)
+
+
+class ModelUnavailableError(SklambdaError):
+    """No model can be served right now (503, with Retry-After)."""
+
+    def __init__(self, message: str, code: str = "model_unavailable") -> None:
+        super().__init__(message, [], 503, code)
+
+
 class IntegrityError(SklambdaError):
     """An artifact's bytes do not match the sha256 its manifest promises."""
 

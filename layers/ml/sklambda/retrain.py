@@ -19,24 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from sklambda.artifact import (
-    Manifest,
-    check_runtime,
-    load_verified,
-    served_artifact,
-    write_artifact,
-)
+from sklambda.artifact import train_artifact
 from sklambda.data import Table, prepare
-from sklambda.datasets import read_dataset
 from sklambda.errors import (
+    AliasConflictError,
     DataValidationError,
     RegistryError,
     RequestError,
     RuntimeMismatchError,
     SklambdaError,
 )
+from sklambda.manifest import Manifest, check_runtime, open_verified, served_artifact
+from sklambda.settings import DEFAULT_ALIAS, RetrainSettings
 from sklambda.store import AliasRecord, ModelStore
-from sklambda.training import higher_is_better, holdout_indices, regression_metrics, train
+from sklambda.training import higher_is_better, regression_metrics
 
 Log = Callable[..., None]
 
@@ -44,7 +40,7 @@ Log = Callable[..., None]
 @dataclass(frozen=True)
 class RetrainRequest:
     model: str
-    alias: str = "live"
+    alias: str = DEFAULT_ALIAS
     trigger: str = "manual"
     dataset_key: str | None = None
     tolerance: float = 0.01
@@ -90,26 +86,37 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
+MIN_HOLDOUT_ROWS = 5
+
+
 def gate(
-    metric: str, challenger: float, champion: float | None, tolerance: float, floor: float | None
+    metric: str,
+    challenger: float,
+    champion: float | None,
+    *,
+    tolerance: float,
+    floor: float | None,
+    holdout_rows: int,
 ) -> tuple[bool, str]:
-    """Pass if the challenger is not worse than the champion by more than `tolerance`
-    (absolute for r2, relative for error metrics) and meets the optional floor."""
+    """Pass if the holdout has at least MIN_HOLDOUT_ROWS rows, the challenger is not worse than
+    the champion by more than `tolerance` (absolute for r2, relative for error metrics) and it
+    meets the optional floor."""
+    if holdout_rows < MIN_HOLDOUT_ROWS:  # the hashed split's size varies; 1-4 rows mean nothing
+        return False, (
+            f"holdout has {holdout_rows} rows, fewer than {MIN_HOLDOUT_ROWS}: too few to "
+            "compare models (add data or raise holdout_fraction)"
+        )
     up = higher_is_better(metric)
     if floor is not None and (challenger < floor if up else challenger > floor):
         return False, f"{metric} {challenger:.4f} misses the floor {floor:.4f}"
     if champion is None:
         return True, "no champion score to compare with"
-    # r2: absolute tolerance; error metrics (rmse, mae, mape): relative tolerance.
     ok = challenger >= champion - tolerance if up else challenger <= champion * (1 + tolerance)
     verdict = "not worse than" if ok else "worse than"
     return ok, (
         f"challenger {metric} {challenger:.4f} is {verdict} champion {champion:.4f} "
         f"(tolerance {tolerance:g})"
     )
-
-
-MIN_HOLDOUT_ROWS = 5
 
 
 class Retrainer:
@@ -165,49 +172,39 @@ class Retrainer:
         record.champion = {"version": champion.version}
         t = self._timed(record, "resolve", t, champion=champion.version)
 
-        table = read_dataset(self.store.s3, self.store.bucket, req.model, req.dataset_key)
+        table = self.store.dataset(req.model, req.dataset_key)
         record.data = {"source": table.source, "sha256": table.sha256, "rows": table.rows}
         dataset = prepare(config, table)
         t = self._timed(record, "validate", t, rows=table.rows, sha256=table.sha256)
 
-        result = train(config, dataset)
-        record.challenger = {"metrics": result.metrics}
-        t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
-
-        test_rows = holdout_indices(dataset, config)[1]
-        champion_holdout = self._score_champion(champion, table, test_rows, dataset.y)
-        record.champion["holdout"] = champion_holdout
-        t = self._timed(record, "score_champion", t, holdout=champion_holdout)
-
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / req.model
-            write_artifact(out, config, dataset, result, parent_version=champion.version)
-            challenger = self.store.publish(out)
+            trained = train_artifact(
+                config, dataset, Path(tmp) / req.model, parent_version=champion.version
+            )
+            result = trained.result
+            record.challenger = {"metrics": result.metrics}
+            t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
+
+            test_rows = result.holdout_rows
+            champion_holdout = self._score_champion(champion, table, test_rows, dataset.y)
+            record.champion["holdout"] = champion_holdout
+            t = self._timed(record, "score_champion", t, holdout=champion_holdout)
+
+            challenger = self.store.publish(trained.folder)
         record.challenger["version"] = challenger.version
         t = self._timed(record, "publish", t, challenger=challenger.version)
 
         metric = config.evaluation.primary_metric
         floor = req.floor if req.floor is not None else config.evaluation.promotion_floor
         record.gate = {"metric": metric, "tolerance": req.tolerance, "floor": floor}
-        passed, reason = gate(
+        passed, record.reason = gate(
             metric,
             result.metrics["holdout"][metric],
             champion_holdout.get(metric),
-            req.tolerance,
-            floor,
+            tolerance=req.tolerance,
+            floor=floor,
+            holdout_rows=len(test_rows),
         )
-        holdout_rows = int(result.metrics["holdout_rows"])
-        if (
-            holdout_rows < MIN_HOLDOUT_ROWS
-        ):  # the hashed split's size varies; metrics on 1-4 rows mean nothing
-            passed, reason = (
-                False,
-                (
-                    f"holdout has {holdout_rows} rows, fewer than {MIN_HOLDOUT_ROWS}: too few to "
-                    "compare models (add data or raise holdout_fraction)"
-                ),
-            )
-        record.reason = reason
         if not passed:
             record.status = "rejected"
             return
@@ -236,7 +233,7 @@ class Retrainer:
                 self.log("score_champion", warning=str(exc))
                 return {}
         with tempfile.TemporaryDirectory() as tmp:
-            model = load_verified(self.store.fetch(champion, Path(tmp), info=info), champion, info)
+            model = open_verified(self.store.fetch(champion, Path(tmp), info=info))
         rows = [int(i) for i in test]
         columns = {
             name: [table.columns[name][i] for i in rows]
@@ -257,35 +254,11 @@ class Retrainer:
             self.store.promote(
                 challenger.name, challenger.version, record.request.alias, expected=seen
             )
-        except RegistryError as exc:
-            if exc.code != "alias_conflict":
-                raise
+        except AliasConflictError as exc:
             record.status = "rejected"
             record.reason = f"{record.reason}; but {exc.message}"
             return
         record.status = "promoted"
-
-
-@dataclass(frozen=True)
-class RetrainSettings:
-    """The retrain function's configuration, from its environment (see template.yaml)."""
-
-    bucket: str
-    model: str
-    alias: str = "live"
-    tolerance: float = 0.01
-    floor: float | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RetrainSettings:
-        floor = env.get("PROMOTION_FLOOR", "")
-        return cls(
-            bucket=env.get("MODEL_BUCKET", ""),
-            model=env.get("MODEL_NAME", ""),
-            alias=env.get("MODEL_ALIAS") or "live",
-            tolerance=float(env.get("PROMOTION_TOLERANCE") or 0.01),
-            floor=float(floor) if floor else None,
-        )
 
 
 def request_from_event(event: Mapping[str, Any], settings: RetrainSettings) -> RetrainRequest:

@@ -1,4 +1,4 @@
-"""Serving: settings from the environment and the lazily loaded, verified, refreshable model.
+"""Serving: the lazily loaded, verified, refreshable model of one predict function.
 
 Import never touches S3 and never imports scikit-learn. The first request (or SnapStart's
 before-snapshot hook) loads the model: resolve alias -> manifest -> fetch + sha256 verify
@@ -10,20 +10,19 @@ re-checked every `refresh_seconds` and a new version is swapped in only once ful
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sklambda.artifact import Manifest, check_runtime, load_verified, served_artifact
-from sklambda.errors import SklambdaError
-from sklambda.predictor import LoadedModel
+from sklambda.errors import ModelUnavailableError, SklambdaError
+from sklambda.manifest import Manifest, check_runtime, open_verified, served_artifact
+from sklambda.model import LoadedModel
+from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
 
 RETRY_AFTER_SECONDS = 5
@@ -33,47 +32,6 @@ def reseed_random() -> None:
     """Fresh seeds from the OS for Python's and numpy's global generators."""
     random.seed()
     np.random.seed()  # the legacy global RandomState some scikit-learn code paths still use
-
-
-class ModelUnavailableError(SklambdaError):
-    """No model can be served right now (503, with Retry-After)."""
-
-    def __init__(self, message: str, code: str = "model_unavailable") -> None:
-        super().__init__(message, [], 503, code)
-
-
-@dataclass(frozen=True)
-class ServingSettings:
-    """Typed configuration, read once from the environment (see template.yaml)."""
-
-    bucket: str
-    model_name: str
-    alias: str = "live"
-    version: str = ""
-    refresh_seconds: float = 300.0
-    max_rows: int = 10_000
-    # Under Lambda's 6 MB invoke limit with room for the event around the body: a bigger body
-    # never reaches the function (API Gateway answers 502), so ours must be the one that says 413.
-    max_body_bytes: int = 5_000_000
-    cache_dir: Path = Path("/tmp/models")
-    # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
-    # "joblib": always the pickle.
-    model_format: str = "auto"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
-        env = os.environ if env is None else env
-        return cls(
-            bucket=env.get("MODEL_BUCKET", ""),
-            model_name=env.get("MODEL_NAME", ""),
-            alias=env.get("MODEL_ALIAS") or "live",
-            version=env.get("MODEL_VERSION", ""),
-            refresh_seconds=float(env.get("MODEL_REFRESH_SECONDS") or 300),
-            max_rows=int(env.get("MAX_BATCH_ROWS") or 10_000),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES") or 5_000_000),
-            cache_dir=Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),
-            model_format="joblib" if env.get("MODEL_FORMAT") == "joblib" else "auto",
-        )
 
 
 LoadHook = Callable[[LoadedModel, dict[str, float], str], None]
@@ -205,9 +163,9 @@ class ModelHolder:
         info = served_artifact(manifest, self.settings.model_format)
         if info.format == "joblib":
             check_runtime(manifest)  # a pickle must be read by the versions that wrote it
-        path = store.fetch(manifest, self.settings.cache_dir, timings, info)
+        verified = store.fetch(manifest, self.settings.cache_dir, timings, info)
         t1 = time.perf_counter()
-        model = LoadedModel(manifest, load_verified(path, manifest, info))
+        model = LoadedModel(manifest, open_verified(verified))
         t2 = time.perf_counter()
         model.predict(model.sample_row())
         t3 = time.perf_counter()

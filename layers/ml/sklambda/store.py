@@ -4,6 +4,7 @@ Layout under the bucket:
   models/<name>/versions/<version>/model.joblib, model.npz, manifest.json   (never overwritten)
   models/<name>/aliases/<alias>.json   {"version", "sha256", "numpy_sha256", "promoted_at", ...}
   models/<name>/runs/<run-id>.json     retrain run records
+  datasets/<name>/*.csv                training data a retrain reads (one table, same header)
 The client is passed in (boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, so the same code
 talks to AWS or to a moto server).
 """
@@ -22,19 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from sklambda.artifact import (
+from sklambda.data import Table, parse_csv
+from sklambda.errors import AliasConflictError, DataValidationError, IntegrityError, RegistryError
+from sklambda.manifest import (
     MANIFEST_FILE,
     ArtifactInfo,
     Manifest,
+    VerifiedFile,
     read_manifest,
     verify_file,
 )
-from sklambda.errors import IntegrityError, RegistryError
+from sklambda.settings import DEFAULT_ALIAS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HISTORY_LIMIT = 20
+DATASET_PREFIX = "datasets"
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ class ModelStore:
 
     def run_key(self, name: str, run_id: str) -> str:
         return f"{self.prefix}/{name}/runs/{run_id}.json"
+
+    @staticmethod
+    def dataset_key(name: str, filename: str) -> str:
+        return f"{DATASET_PREFIX}/{name}/{filename}"
 
     # --- publish --------------------------------------------------------------------------
 
@@ -164,7 +173,9 @@ class ModelStore:
             numpy_sha256=raw.get("numpy_sha256"),
         )
 
-    def resolve(self, name: str, alias: str = "live", version: str | None = None) -> Manifest:
+    def resolve(
+        self, name: str, alias: str = DEFAULT_ALIAS, version: str | None = None
+    ) -> Manifest:
         """A pinned version, or the version an alias points to, as its manifest."""
         if version:
             return self.manifest(name, version)
@@ -191,7 +202,7 @@ class ModelStore:
         dest_dir: Path,
         timings: dict[str, float] | None = None,
         info: ArtifactInfo | None = None,
-    ) -> Path:
+    ) -> VerifiedFile:
         """Download an artifact (the pickle unless `info` names another) into
         dest_dir/<sha256>.<format>, verified; reuse a verified copy.
 
@@ -205,10 +216,10 @@ class ModelStore:
         if target.exists():
             timings["fetch_ms"] = 0.0
             try:
-                verify_file(target, manifest, info)
+                verified = verify_file(target, manifest, info)
                 timings["verify_ms"] = (time.perf_counter() - started) * 1000
                 timings["cached"] = 1.0
-                return target
+                return verified
             except IntegrityError:
                 target.unlink()
         key = self.version_prefix(manifest.name, manifest.version) + info.key
@@ -220,11 +231,11 @@ class ModelStore:
             timings["fetch_ms"] = (downloaded - started) * 1000
             verify_file(Path(tmp), manifest, info)
             timings["verify_ms"] = (time.perf_counter() - downloaded) * 1000
-            os.replace(tmp, target)
+            os.replace(tmp, target)  # a rename: the bytes just verified, now at their cache name
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return target
+        return VerifiedFile(target, info)
 
     def versions(self, name: str) -> list[str]:
         prefix = f"{self.prefix}/{name}/versions/"
@@ -254,7 +265,7 @@ class ModelStore:
         self,
         name: str,
         version: str,
-        alias: str = "live",
+        alias: str = DEFAULT_ALIAS,
         expected: AliasRecord | None | str = "read",
     ) -> AliasRecord:
         """Point alias at version with one conditional PUT.
@@ -273,7 +284,7 @@ class ModelStore:
             history = ((current.version,) + current.history)[:HISTORY_LIMIT]
         return self._write_alias(name, alias, manifest, history, current)
 
-    def rollback(self, name: str, alias: str = "live") -> AliasRecord:
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> AliasRecord:
         """Move the alias back to the version it pointed to before the last promotion."""
         current = self.alias(name, alias)
         if current is None or not current.history:
@@ -315,12 +326,55 @@ class ModelStore:
             )
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise RegistryError(
-                    f"alias {alias!r} of {name} changed while this promotion ran; not moved",
-                    "alias_conflict",
+                raise AliasConflictError(
+                    f"alias {alias!r} of {name} changed while this promotion ran; not moved"
                 ) from None
             raise
         return AliasRecord(**{**record.__dict__, "etag": reply["ETag"]})
+
+    # --- datasets -------------------------------------------------------------------------
+
+    def dataset_keys(self, name: str) -> list[str]:
+        prefix = f"{DATASET_PREFIX}/{name}/"
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            keys += [
+                o["Key"] for o in page.get("Contents", []) if o["Key"].lower().endswith(".csv")
+            ]
+        return sorted(keys)
+
+    def dataset(self, name: str, key: str | None = None) -> Table:
+        """One table from one key, or from every CSV under datasets/<name>/ (same header each)."""
+        keys = [key] if key else self.dataset_keys(name)
+        if not keys:
+            raise DataValidationError(
+                f"no CSV files under s3://{self.bucket}/{DATASET_PREFIX}/{name}/"
+            )
+        tables = [
+            parse_csv(
+                self.s3.get_object(Bucket=self.bucket, Key=k)["Body"].read(),
+                f"s3://{self.bucket}/{k}",
+            )
+            for k in keys
+        ]
+        if len(tables) == 1:
+            return tables[0]
+        header = list(tables[0].columns)
+        for table in tables[1:]:
+            if list(table.columns) != header:
+                raise DataValidationError(
+                    f"{table.source} has columns {list(table.columns)}, but {tables[0].source} "
+                    f"has {header}; every CSV under one dataset needs the same header"
+                )
+        columns: dict[str, list[Any]] = {column: [] for column in header}
+        for table in tables:
+            for column in header:
+                columns[column] += table.columns[column]
+        digest = hashlib.sha256("".join(t.sha256 for t in tables).encode()).hexdigest()
+        source = f"s3://{self.bucket}/{DATASET_PREFIX}/{name}/ ({len(tables)} files)"
+        return Table(columns, sum(t.rows for t in tables), source, digest)
 
     # --- run records ----------------------------------------------------------------------
 

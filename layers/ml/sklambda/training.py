@@ -42,9 +42,13 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainResult:
+    """The shipped model, its metrics, and which rows it was fitted on and tested on."""
+
     model: Any
     metrics: dict[str, Any]
     seconds: float
+    train_rows: np.ndarray
+    holdout_rows: np.ndarray
 
 
 def make_estimator(spec: EstimatorConfig, seed: int) -> RegressorMixin:
@@ -181,7 +185,7 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
         "train_rows": int(len(tr)),
         "rows": int(len(y)),
     }
-    return TrainResult(final, metrics, time.perf_counter() - started)
+    return TrainResult(final, metrics, time.perf_counter() - started, tr, te)
 
 
 def higher_is_better(metric: str) -> bool:

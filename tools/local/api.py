@@ -28,8 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from training.local.rie import FunctionError, LogSink, PoolExhausted, print_log
-from training.local.template import Route
+from tools.local.rie import FunctionError, LogSink, PoolExhausted, print_log
+from tools.local.template import Route
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 Invoke = Callable[[str, dict[str, Any]], Any]  # (function id, event) -> proxy response

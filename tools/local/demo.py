@@ -17,11 +17,11 @@ from typing import Any
 
 import boto3
 
+from tools.local.runner import LocalApi
+from tools.local.s3server import create_bucket, moto_server, use_endpoint
+from tools.local.template import DEFAULT_BUCKET
 from training.cli import format_run
 from training.cli import main as cli
-from training.local.runner import LocalApi
-from training.local.s3server import create_bucket, moto_server, use_endpoint
-from training.local.template import DEFAULT_BUCKET
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = DEFAULT_BUCKET  # what events/env.json points the functions at

@@ -4,7 +4,7 @@ Serving a pickle needs scikit-learn at import time, and importing scikit-learn (
 scipy.stats) is most of a cold start: about 1 s of 1.4 s here. For the pipelines
 `training.build_pipeline` makes with a linear estimator, everything `predict` does is a few numpy
 operations: select columns, fill missing values, log, one-hot codes, a dot product, exp. Training
-exports those arrays next to the pickle (sklambda.fastpath.export), checks that they give the
+exports those arrays next to the pickle (sklambda.export), checks that they give the
 pipeline's own predictions, and records the file's sha256 in the manifest. The file is read with
 `allow_pickle=False`: loading it runs no code. This module imports numpy only.
 """

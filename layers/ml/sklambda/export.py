@@ -1,12 +1,14 @@
-"""From a fitted pipeline to its numpy form: the lean predict path, and model.npz.
+"""Export: a fitted pipeline -> its numpy form (sklambda.numpy_form), and the one check that an
+exported form gives the pipeline's own predictions.
 
 scikit-learn's meta-estimators re-validate inputs and tags on every call: for one row, the
 ColumnTransformer + Pipeline + TransformedTargetRegressor stack costs ~0.7 ms here, almost all
 overhead. Our schema encoding already guarantees a float matrix of the right shape, so the fitted
-pieces can be applied with numpy (sklambda.numpy_model): imputation values, log, one-hot codes,
+pieces can be applied with numpy (sklambda.numpy_form): imputation values, log, one-hot codes,
 a linear model's coefficients; other estimators keep their own `predict`. `export` returns None
-for anything it does not recognise, and every caller checks the result against the pipeline's
-own predictions before using it, so the numpy form can never serve a different answer.
+for anything it does not recognise, and every caller checks the result with `agrees` before
+using it (training before writing model.npz, serving before taking the fast path for a pickle),
+so the numpy form can never serve a different answer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-from sklambda.numpy_model import Block, NumpyModel
+from sklambda.numpy_form import Block, NumpyModel
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -47,6 +49,16 @@ def export(model: Any) -> tuple[NumpyModel, Any] | None:
     if coef.ndim != 1:
         return None
     return NumpyModel(kept, coef, float(estimator.intercept_), inverse), None
+
+
+def agrees(candidate: Predict, reference: Predict, X: np.ndarray) -> bool:
+    """Whether `candidate` gives `reference`'s predictions on X (rtol 1e-9): the gate every
+    exported form passes before it is written or served."""
+    try:
+        with np.errstate(all="ignore"):
+            return bool(np.allclose(candidate(X), reference(X), rtol=1e-9, atol=0))
+    except (ValueError, TypeError, IndexError):
+        return False
 
 
 def _parts(model: Any) -> tuple[str, ColumnTransformer, Any] | None:

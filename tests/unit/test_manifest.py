@@ -5,14 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from sklambda.artifact import (
+from sklambda.errors import IntegrityError, RuntimeMismatchError
+from sklambda.manifest import (
     Manifest,
     check_runtime,
-    load_verified,
+    open_verified,
     read_manifest,
     runtime_versions,
+    verify_file,
 )
-from sklambda.errors import IntegrityError, RuntimeMismatchError
 
 pytestmark = pytest.mark.unit
 
@@ -61,19 +62,19 @@ def test_tampered_model_is_refused_before_load(artifact_dir, numpy_form):
     path = artifact_dir / info.key
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(IntegrityError, match="does not match manifest"):
-        load_verified(path, manifest, info)
+        verify_file(path, manifest, info)
 
 
 @pytest.mark.parametrize("model_format", ["auto", "joblib"])
 def test_verified_model_loads_and_predicts_alike(
     trained_dir, manifest, house_dataset, model_format
 ):
-    from sklambda.artifact import served_artifact
+    from sklambda.manifest import served_artifact
 
     info = served_artifact(manifest, model_format)
     assert info.format == ("npz" if model_format == "auto" else "joblib")
-    model = load_verified(trained_dir / info.key, manifest, info)
-    pickled = load_verified(trained_dir / "model.joblib", manifest)
+    model = open_verified(verify_file(trained_dir / info.key, manifest, info))
+    pickled = open_verified(verify_file(trained_dir / "model.joblib", manifest))
     X = house_dataset.X[:50]
     np.testing.assert_allclose(model.predict(X), pickled.predict(X), rtol=1e-9)
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from sklambda.artifact import Manifest
 from sklambda.config import parse_config
 from sklambda.data import parse_csv, prepare
-from sklambda.fastpath import compile_fast
-from sklambda.predictor import LoadedModel
+from sklambda.export import compile_fast
+from sklambda.manifest import Manifest
+from sklambda.model import LoadedModel
 from sklambda.training import build_pipeline
 from tests.unit.test_training import UNSEEN_CSV
 
@@ -71,10 +71,10 @@ def test_default_model_is_served_by_the_fast_path(trained_dir, manifest: Manifes
 def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monkeypatch):
     import joblib
 
-    from sklambda import fastpath
+    from sklambda import export
 
     model = joblib.load(trained_dir / "model.joblib")
-    monkeypatch.setattr(fastpath, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)
+    monkeypatch.setattr(export, "compile_fast", lambda _m: lambda X: model.predict(X) + 1.0)
     loaded = LoadedModel(manifest, model)
     assert not loaded.fast
     X = loaded.probe_rows()
@@ -87,8 +87,8 @@ def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monk
 @pytest.mark.parametrize("kind", ["linear_regression", "ridge"])
 @pytest.mark.parametrize("target_transform", ["log", "none"])
 def test_numpy_form_round_trips_through_a_file(tmp_path, kind, target_transform):
-    from sklambda.fastpath import export
-    from sklambda.numpy_model import NumpyModel
+    from sklambda.export import export
+    from sklambda.numpy_form import NumpyModel
 
     model, data = fitted(kind, target_transform)
     exported = export(model)
@@ -100,9 +100,8 @@ def test_numpy_form_round_trips_through_a_file(tmp_path, kind, target_transform)
 
 
 def test_trees_get_no_numpy_form_and_train_still_writes_the_pickle(tmp_path):
-    from sklambda.artifact import write_artifact
+    from sklambda.artifact import train_artifact
     from sklambda.config import parse_config
-    from sklambda.training import train
 
     config = parse_config(
         {
@@ -114,13 +113,13 @@ def test_trees_get_no_numpy_form_and_train_still_writes_the_pickle(tmp_path):
         }
     )
     data = prepare(config, parse_csv(UNSEEN_CSV.encode(), "rents.csv"))
-    manifest = write_artifact(tmp_path / "rf", config, data, train(config, data))
+    manifest = train_artifact(config, data, tmp_path / "rf").manifest
     assert manifest.numpy_artifact is None
     assert sorted(p.name for p in (tmp_path / "rf").iterdir()) == ["manifest.json", "model.joblib"]
 
 
 def test_default_model_ships_a_verified_numpy_form(trained_dir, manifest):
-    from sklambda.artifact import sha256_file
+    from sklambda.manifest import sha256_file
 
     assert manifest.numpy_artifact is not None
     assert sha256_file(trained_dir / "model.npz") == manifest.numpy_artifact.sha256
@@ -128,7 +127,7 @@ def test_default_model_ships_a_verified_numpy_form(trained_dir, manifest):
 
 def test_numpy_form_refuses_other_layouts_and_pickled_objects(tmp_path):
     from sklambda.errors import IntegrityError
-    from sklambda.numpy_model import FORMAT, NumpyModel
+    from sklambda.numpy_form import FORMAT, NumpyModel
 
     future = tmp_path / "future.npz"
     np.savez(future, format=np.array(FORMAT + 1), inverse=np.array(""), blocks=np.array(0))

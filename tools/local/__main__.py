@@ -1,8 +1,8 @@
 """Docker-free `sam local`: serve the template's API, or invoke one function once.
 
-    python -m training.local serve [--port 3000] [--template template.yaml] [--env-vars FILE]
+    python -m tools.local serve [--port 3000] [--template template.yaml] [--env-vars FILE]
                                    [--api-key KEY] [--built] [--concurrency N]
-    python -m training.local invoke FUNCTION_ID EVENT_FILE [--env-vars FILE] [--built]
+    python -m tools.local invoke FUNCTION_ID EVENT_FILE [--env-vars FILE] [--built]
 
 Functions run in their own processes under AWS's Lambda Runtime Interface Emulator (from the
 aws-sam-cli wheel) with `awslambdaric`; S3 is a moto server on 127.0.0.1 with a freshly trained
@@ -21,9 +21,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from training.local.rie import FunctionError
-from training.local.runner import SEED_CONFIG, LocalApi, invoke_once, runtime_note
-from training.local.template import Route, TemplateError
+from tools.local.rie import FunctionError
+from tools.local.runner import SEED_CONFIG, LocalApi, invoke_once, runtime_note
+from tools.local.template import Route, TemplateError
 
 DEFAULT_API_KEY = "local-key"
 
@@ -118,7 +118,7 @@ def invoke(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.local",
+        prog="python -m tools.local",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

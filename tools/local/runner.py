@@ -16,10 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from training.local.api import LocalApiServer, serve_in_thread
-from training.local.rie import FunctionError, FunctionPool, FunctionProcess, LogSink, print_log
-from training.local.s3server import FAKE_CREDENTIALS, moto_server, seed_registry
-from training.local.template import DEFAULT_BUCKET, App, load_env_vars, load_template
+from tools.local.api import LocalApiServer, serve_in_thread
+from tools.local.loopback import FAKE_CREDENTIALS
+from tools.local.rie import FunctionError, FunctionPool, FunctionProcess, LogSink, print_log
+from tools.local.s3server import moto_server, seed_registry
+from tools.local.template import DEFAULT_BUCKET, App, load_env_vars, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_CONFIG = ROOT / "training" / "configs" / "house_prices.toml"

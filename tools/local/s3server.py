@@ -3,47 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
 
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_http(
-    url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    """Poll until url answers (any HTTP status) or fail with a clear message."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with code {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+from tools.local.loopback import FAKE_CREDENTIALS, free_port, wait_for_http
 
 
 @contextmanager
@@ -81,22 +49,28 @@ def create_bucket(endpoint: str, bucket: str) -> None:
 
 
 def seed_registry(endpoint: str, bucket: str, config: Path, workdir: Path) -> str:
-    """Create the bucket, train the model in `config`, publish and promote it; return the version.
+    """Create the bucket, train the model in `config`, publish and promote it, and put its data
+    under datasets/<model>/ so a retrain has something to read; return the live version.
 
-    Used by `make serve` / `make invoke` so a fresh local S3 has a live model to serve.
+    Used by `make serve`, `make invoke`, `make sam-local-test` and the benchmarks, so a fresh
+    local S3 has a live model to serve and to retrain.
     """
-    from sklambda.artifact import write_artifact
+    from sklambda.artifact import train_artifact
     from sklambda.config import load_config
-    from sklambda.data import prepare, read_csv
+    from sklambda.data import load_dataset
     from sklambda.store import ModelStore
-    from sklambda.training import train
 
     create_bucket(endpoint, bucket)
     model_config = load_config(config)
-    dataset = prepare(model_config, read_csv(model_config.data.source))
-    out = workdir / model_config.name
-    write_artifact(out, model_config, dataset, train(model_config, dataset))
+    dataset = load_dataset(model_config)
+    trained = train_artifact(model_config, dataset, workdir / model_config.name)
     store = ModelStore(boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1"), bucket)
-    manifest = store.publish(out)
+    manifest = store.publish(trained.folder)
     store.promote(manifest.name, manifest.version)
+    source = Path(str(model_config.data.source))
+    store.s3.put_object(
+        Bucket=bucket,
+        Key=store.dataset_key(model_config.name, source.name),
+        Body=source.read_bytes(),
+    )
     return manifest.version

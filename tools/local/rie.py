@@ -28,8 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from training.local.s3server import FAKE_CREDENTIALS, free_port, wait_for_http
-from training.local.template import FunctionSpec
+from tools.local.loopback import FAKE_CREDENTIALS, free_port, wait_for_http
+from tools.local.template import FunctionSpec
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 # Host variables a process needs to run at all; everything else (AWS_PROFILE, real credentials)

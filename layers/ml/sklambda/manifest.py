@@ -1,0 +1,173 @@
+"""The manifest: the contract between training and serving. Read it, verify an artifact's bytes
+against it, and only then open the artifact (a pickle is code).
+
+Serving imports this module on a cold start, so scikit-learn, scipy and joblib are imported only
+inside the functions that need them (serving a pickle). Writing artifacts is sklambda.artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sklambda.config import ModelConfig, TargetConfig
+from sklambda.errors import IntegrityError, RuntimeMismatchError
+from sklambda.numpy_form import NumpyModel
+from sklambda.schema import FeatureSchema
+
+MODEL_FILE = "model.joblib"
+NUMPY_FILE = "model.npz"
+MANIFEST_FILE = "manifest.json"
+# Only these must match between training and serving: they define how the pickle is read.
+PINNED_LIBRARIES = ("scikit-learn", "numpy")
+
+
+class ArtifactInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key: str = MODEL_FILE
+    sha256: str
+    bytes: int
+    format: Literal["joblib", "npz"] = "joblib"
+
+
+class DataInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    source: str
+    sha256: str
+    rows: int
+
+
+class Manifest(BaseModel):
+    """Everything serving needs to know about a model version, and how it was made."""
+
+    model_config = ConfigDict(frozen=True)
+    schema_version: int = 1
+    name: str
+    version: str
+    created_at: str
+    artifact: ArtifactInfo
+    # The same model as numpy arrays (linear pipelines only): served without scikit-learn.
+    numpy_artifact: ArtifactInfo | None = None
+    runtime: dict[str, str]
+    task: Literal["regression"] = "regression"
+    target: TargetConfig
+    features: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    data: DataInfo
+    estimator: dict[str, Any]
+    config: dict[str, Any]
+    parent_version: str | None = None
+
+    @property
+    def artifacts(self) -> list[ArtifactInfo]:
+        return [self.artifact] + ([self.numpy_artifact] if self.numpy_artifact else [])
+
+    @property
+    def feature_schema(self) -> FeatureSchema:
+        return FeatureSchema.from_list(self.features)
+
+    def training_config(self) -> ModelConfig:
+        return ModelConfig.model_validate(self.config)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes, origin: str = "manifest") -> Manifest:
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise IntegrityError(
+                f"{origin} is not a valid manifest ({where}: {first['msg']})"
+            ) from None
+
+
+def runtime_versions() -> dict[str, str]:
+    import joblib
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def check_runtime(manifest: Manifest) -> None:
+    """Refuse a model whose pickle was written by other scikit-learn/numpy versions."""
+    here = runtime_versions()
+    skew = [
+        f"{lib} {manifest.runtime.get(lib, '?')} (this runtime has {here[lib]})"
+        for lib in PINNED_LIBRARIES
+        if manifest.runtime.get(lib) != here[lib]
+    ]
+    if skew:
+        raise RuntimeMismatchError(
+            f"model {manifest.name} {manifest.version} was trained with " + ", ".join(skew)
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_FILE
+    try:
+        return Manifest.from_json(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        raise IntegrityError(f"no {MANIFEST_FILE} in {folder}") from None
+
+
+@dataclass(frozen=True)
+class VerifiedFile:
+    """An artifact file whose sha256 matched its manifest. Only verify_file makes one, and
+    open_verified takes nothing else: a file cannot be opened unverified, and its sha256 is
+    computed once per load."""
+
+    path: Path
+    info: ArtifactInfo
+
+
+def verify_file(path: Path, manifest: Manifest, info: ArtifactInfo | None = None) -> VerifiedFile:
+    info = info or manifest.artifact
+    actual = sha256_file(path)
+    if actual != info.sha256:
+        raise IntegrityError(
+            f"{path.name} sha256 {actual[:12]}… does not match manifest "
+            f"{info.sha256[:12]}… for {manifest.name} {manifest.version}; refusing it"
+        )
+    return VerifiedFile(path, info)
+
+
+def served_artifact(manifest: Manifest, model_format: str = "auto") -> ArtifactInfo:
+    """What a server loads: model.npz when the manifest has one (unless "joblib"), else the
+    pickle."""
+    if model_format == "auto" and manifest.numpy_artifact is not None:
+        return manifest.numpy_artifact
+    return manifest.artifact
+
+
+def open_verified(verified: VerifiedFile) -> Any:
+    """The numpy form as a NumpyModel (no code runs), or the pickle with joblib (importing
+    scikit-learn)."""
+    if verified.info.format == "npz":
+        return NumpyModel.load(verified.path)
+    import joblib
+
+    return joblib.load(verified.path)

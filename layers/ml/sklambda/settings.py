@@ -1,0 +1,71 @@
+"""Typed settings: every environment variable a function reads, in one place.
+
+Each field's alias is the variable's name; template.yaml declares every one of them for the
+function that reads it (a unit test fails otherwise). An empty variable means the default, as
+`!Ref` of an empty template parameter gives "".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sklambda.errors import ConfigError, Problem
+
+DEFAULT_ALIAS = "live"
+
+
+class _EnvSettings(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, validate_by_name=True, validate_by_alias=True, extra="ignore"
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if env is None else env
+        present = {name: env[name] for name in cls.variables() if env.get(name)}
+        try:
+            return cls.model_validate(present)
+        except ValidationError as exc:
+            problems = [Problem(str(e["loc"][0]), e["msg"]) for e in exc.errors()]
+            raise ConfigError(f"invalid {cls.__name__} in the environment", problems) from None
+
+    @classmethod
+    def variables(cls) -> set[str]:
+        """The environment variables this class reads."""
+        return {str(field.validation_alias or name) for name, field in cls.model_fields.items()}
+
+
+class ServingSettings(_EnvSettings):
+    """The predict function's configuration (PredictFunction in template.yaml)."""
+
+    bucket: str = Field("", validation_alias="MODEL_BUCKET")
+    model_name: str = Field("", validation_alias="MODEL_NAME")
+    alias: str = Field(DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
+    version: str = Field(
+        "", validation_alias="MODEL_VERSION", description="pin a version; ignores alias"
+    )
+    refresh_seconds: float = Field(300.0, validation_alias="MODEL_REFRESH_SECONDS", ge=0)
+    max_rows: int = Field(10_000, validation_alias="MAX_BATCH_ROWS", gt=0)
+    # Under Lambda's 6 MB invoke limit with room for the event around the body: a bigger body
+    # never reaches the function (API Gateway answers 502), so ours must be the one that says 413.
+    max_body_bytes: int = Field(5_000_000, validation_alias="MAX_BODY_BYTES", gt=0)
+    cache_dir: Path = Field(Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
+    # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
+    # "joblib": always the pickle.
+    model_format: Literal["auto", "joblib"] = Field("auto", validation_alias="MODEL_FORMAT")
+
+
+class RetrainSettings(_EnvSettings):
+    """The retrain function's configuration (RetrainFunction in template.yaml)."""
+
+    bucket: str = Field("", validation_alias="MODEL_BUCKET")
+    model: str = Field("", validation_alias="MODEL_NAME")
+    alias: str = Field(DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
+    tolerance: float = Field(0.01, validation_alias="PROMOTION_TOLERANCE", ge=0)
+    # An absolute bar the challenger must also meet; None: the config's promotion_floor.
+    floor: float | None = Field(None, validation_alias="PROMOTION_FLOOR")
