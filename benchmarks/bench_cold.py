@@ -100,7 +100,7 @@ def run_once(
     endpoint: str, python: str, batch_rows: int = 0, model_format: str = "auto"
 ) -> dict[str, Any]:
     """One fresh process; with batch_rows, a batch request follows the first prediction."""
-    from tests.conftest import load_event
+    from tests.helpers import load_event
 
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         folder = Path(tmp)

@@ -53,7 +53,7 @@ def _level(port: int, body: str, concurrency: int, per_client: int) -> dict[str,
 
 
 def main(endpoint: str | None = None) -> dict[str, Any]:
-    from tests.conftest import load_event
+    from tests.helpers import load_event
 
     if endpoint is None:
         with seeded_registry() as local:

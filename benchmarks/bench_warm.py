@@ -15,7 +15,7 @@ quiet_powertools()
 import predict_handler  # noqa: E402
 from sklambda.manifest import open_verified, read_manifest, served_artifact, verify_file  # noqa: E402
 from sklambda.model import LoadedModel  # noqa: E402
-from tests.conftest import FakeLambdaContext, load_event  # noqa: E402
+from tests.helpers import FakeLambdaContext, load_event  # noqa: E402
 
 
 def timed(event: dict[str, Any], runs: int) -> list[float]:

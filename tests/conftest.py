@@ -1,16 +1,13 @@
-"""Shared fixtures: fake AWS credentials, a moto S3 server over HTTP, the bundled data, events."""
+"""Fixtures every tier uses: fake AWS credentials, a moto S3 server over HTTP, the bundled data
+and the default model trained once. Tier fixtures live in each tier's conftest.py; helpers that
+tests import live in tests/helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -18,22 +15,13 @@ from sklambda.artifact import train_artifact
 from sklambda.config import ModelConfig, load_config
 from sklambda.data import Dataset, prepare, read_csv
 from sklambda.manifest import Manifest
+from tests.helpers import HOUSE_CONFIG, FakeLambdaContext
 
 # Powertools reads these at import time; set before any handler module is imported.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SklambdaTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "predict")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
-
-ROOT = Path(__file__).resolve().parent.parent
-EVENTS = ROOT / "events"
-HOUSE_CONFIG = ROOT / "training" / "configs" / "house_prices.toml"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    """One event file from events/, exactly as `sam local invoke -e` takes it."""
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
 
 
 @pytest.fixture(autouse=True)
@@ -54,26 +42,6 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
-
-
-@pytest.fixture
-def s3_endpoint(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
-
-
-@pytest.fixture
-def s3(s3_endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=s3_endpoint)
-
-
-@pytest.fixture
-def bucket(s3: Any) -> str:
-    """A fresh, versioned bucket per test."""
-    name = f"models-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name)
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 @pytest.fixture(scope="session")
@@ -110,22 +78,6 @@ def manifest(trained_dir: Path) -> Manifest:
     from sklambda.manifest import read_manifest
 
     return read_manifest(trained_dir)
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes Powertools reads from the Lambda context."""
-
-    function_name: str = "PredictFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:PredictFunction"
-    aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-    log_group_name: str = "/aws/lambda/PredictFunction"
-    log_stream_name: str = "2026/11/24/[$LATEST]abc"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture

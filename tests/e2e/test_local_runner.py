@@ -21,25 +21,15 @@ from typing import Any
 import pytest
 
 import tools.local.api
-from tools.local.rie import rie_binary
 from tools.local.runner import LocalApi
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30  # seconds, for every request
 
 
-def _rie_available() -> bool:
-    try:
-        rie_binary()
-    except RuntimeError:
-        return False
-    return True
-
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not _rie_available(), reason="the Lambda RIE runs on Linux only"),
-]
+# Tests of the developer tooling (tools/local), not of the product: `pytest -m "e2e and not
+# tooling"` runs the product's own end-to-end tests alone.
+pytestmark = [pytest.mark.e2e, pytest.mark.tooling]
 
 HANDLER = """
 import base64, json, os, time

@@ -18,8 +18,7 @@ import boto3
 import pytest
 
 from sklambda.store import ModelStore
-from tests.conftest import EVENTS, load_event
-from tests.e2e.test_local_runner import pytestmark as runner_marks
+from tests.helpers import EVENTS, load_event
 from tools.local.loopback import FAKE_CREDENTIALS
 from tools.local.runner import LocalApi
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-key"
 TIMEOUT = 60  # seconds per request: the first ones wait for cold starts on a busy 2-core box
 
-pytestmark = runner_marks
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import predict_handler
 from sklambda.serving import ModelHolder
 from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
-from tests.conftest import load_event
+from tests.helpers import load_event
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture
-def store(s3, bucket):
-    return ModelStore(s3, bucket)
 
 
 @pytest.fixture
@@ -138,7 +133,7 @@ def test_cold_start_with_the_numpy_form_imports_no_scikit_learn(
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     manifest = store.publish(trained_dir)
     store.promote(manifest.name, manifest.version)

@@ -15,8 +15,7 @@ from sklambda.data import parse_csv, prepare
 from sklambda.retrain import Retrainer, RetrainRequest
 from sklambda.serving import ModelHolder
 from sklambda.settings import ServingSettings
-from sklambda.store import ModelStore
-from tests.conftest import ROOT, load_event
+from tests.helpers import ROOT, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +34,6 @@ def shuffled_prices(content: bytes, seed: int = 7) -> bytes:
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([header, *body])
     return out.getvalue().encode()
-
-
-@pytest.fixture
-def store(s3, bucket):
-    return ModelStore(s3, bucket)
 
 
 @pytest.fixture

@@ -7,15 +7,9 @@ import pytest
 from sklambda.artifact import train_artifact
 from sklambda.errors import IntegrityError, RegistryError
 from sklambda.manifest import read_manifest
-from sklambda.store import ModelStore
 from training.cli import main
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def store(s3, bucket):
-    return ModelStore(s3, bucket)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import HOUSE_CONFIG
+from tests.helpers import HOUSE_CONFIG
 from training.cli import main
 
 pytestmark = pytest.mark.unit

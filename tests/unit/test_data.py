@@ -7,7 +7,7 @@ import pytest
 from sklambda.config import parse_config
 from sklambda.data import parse_csv, prepare, read_csv, table_from_frame
 from sklambda.errors import DataValidationError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from sklambda.export import compile_fast
 from sklambda.manifest import Manifest
 from sklambda.model import LoadedModel
 from sklambda.training import build_pipeline
-from tests.unit.test_training import UNSEEN_CSV
+from tests.helpers import UNSEEN_CSV
 
 pytestmark = pytest.mark.unit
 

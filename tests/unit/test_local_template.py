@@ -15,7 +15,7 @@ from tools.local.template import (
     load_template,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.tooling]  # tests of tools/, not the product
 
 TEMPLATE = """
 AWSTemplateFormatVersion: "2010-09-09"

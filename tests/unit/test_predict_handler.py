@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 
 import predict_handler
 from sklambda.model import LoadedModel
-from tests.conftest import EVENTS, load_event
+from tests.helpers import EVENTS, load_event
 
 pytestmark = pytest.mark.unit
 

@@ -30,7 +30,7 @@ from tools.sam_local.proxy import (
     split_head,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.tooling]  # tests of tools/, not the product
 
 SAM_ENTRYPOINT = [RIE, "--log-level", "error"]
 

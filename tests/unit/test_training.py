@@ -6,6 +6,7 @@ import pytest
 from sklambda.config import parse_config
 from sklambda.data import parse_csv, prepare
 from sklambda.training import build_pipeline, holdout_indices, regression_metrics, train
+from tests.helpers import UNSEEN_CSV
 
 pytestmark = pytest.mark.unit
 
@@ -90,13 +91,6 @@ def test_metrics_agree_with_scikit_learn():
             "mape": skm.mean_absolute_percentage_error(y, p),
         }
     )
-
-
-UNSEEN_CSV = "size,kind,floor,rent\n" + "".join(
-    f"{30 + i * 3},{['flat', 'house', 'loft'][i % 3]},{'' if i % 7 == 0 else i % 5},"
-    f"{500 + i * 31 + (i % 3) * 120}\n"
-    for i in range(60)
-)
 
 
 @pytest.mark.parametrize(
