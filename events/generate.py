@@ -1,25 +1,15 @@
 """Regenerates events/*.json: real API Gateway REST (v1 proxy) events, one per scenario.
 
-Run from the repo root: python events/generate.py. Shapes follow `sam local generate-event
+Run from the repo root: .venv/bin/python events/generate.py. Shapes follow `sam local generate-event
 apigateway aws-proxy` and the events API Gateway sends (REST API, Lambda proxy integration).
 """
 
 import json
 from pathlib import Path
 
-RECORD = {
-    "lotsize": 5850,
-    "bedrooms": 3,
-    "bathrms": 1,
-    "stories": 2,
-    "driveway": "yes",
-    "recroom": "no",
-    "fullbase": "yes",
-    "gashw": "no",
-    "airco": "no",
-    "garagepl": 1,
-    "prefarea": "no",
-}
+from sklambda.api import EXAMPLE_RECORD  # layers/ml is on the venv's path
+
+RECORD = EXAMPLE_RECORD
 SECOND = {
     "lotsize": 6650,
     "bedrooms": 3,

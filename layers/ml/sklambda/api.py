@@ -83,7 +83,8 @@ class DataframeRecordsRequest(BaseModel):
 
 PredictRequest = InstancesRequest | DataframeSplitRequest | DataframeRecordsRequest | dict[str, Any]
 
-_RECORD = {
+# One house of the bundled data: the OpenAPI examples, and events/generate.py's predict events.
+EXAMPLE_RECORD = {
     "lotsize": 5850,
     "bedrooms": 3,
     "bathrms": 1,
@@ -97,15 +98,26 @@ _RECORD = {
     "prefarea": "no",
 }
 PREDICT_EXAMPLES: dict[str, Any] = {
-    "record": {"summary": "one record (the reply also carries {target: value})", "value": _RECORD},
-    "instances": {"summary": "a batch of records", "value": {"instances": [_RECORD, _RECORD]}},
+    "record": {
+        "summary": "one record (the reply also carries {target: value})",
+        "value": EXAMPLE_RECORD,
+    },
+    "instances": {
+        "summary": "a batch of records",
+        "value": {"instances": [EXAMPLE_RECORD, EXAMPLE_RECORD]},
+    },
     "rows": {
         "summary": "a batch of rows in schema order",
-        "value": {"instances": [list(_RECORD.values())]},
+        "value": {"instances": [list(EXAMPLE_RECORD.values())]},
     },
     "dataframe_split": {
         "summary": "MLflow split orientation",
-        "value": {"dataframe_split": {"columns": list(_RECORD), "data": [list(_RECORD.values())]}},
+        "value": {
+            "dataframe_split": {
+                "columns": list(EXAMPLE_RECORD),
+                "data": [list(EXAMPLE_RECORD.values())],
+            }
+        },
     },
 }
 
