@@ -458,12 +458,20 @@ def invoke_api_events(env: Env, deadline: Deadline, timings: dict[str, float]) -
 
 
 def invoke_retrain(env: Env, deadline: Deadline) -> None:
+    # The seeded dataset is the champion's own (a run would be "unchanged"): a second file makes
+    # new data, so the function trains, scores and gates inside the container.
+    s3 = boto3.client("s3", endpoint_url=env.endpoint, region_name=REGION)
+    header, *rows = (ROOT / "training" / "data" / "windsor_housing.csv").read_text().splitlines()
+    s3.put_object(
+        Bucket=env.bucket,
+        Key="datasets/house-prices/later.csv",
+        Body=("\n".join([header, *reversed(rows)]) + "\n").encode(),
+    )
     reply = sam_invoke(env, "RetrainFunction", EVENTS / "retrain_schedule.json", deadline)
     if reply.get("status") not in ("promoted", "rejected") or not reply.get("reason"):
         raise CheckFailed(f"expected a promoted or rejected run with a reason: {str(reply)[:600]}")
     if reply.get("trigger") != "schedule":
         raise CheckFailed(f"the scheduled event was read as trigger {reply.get('trigger')!r}")
-    s3 = boto3.client("s3", endpoint_url=env.endpoint, region_name=REGION)
     key = f"models/house-prices/runs/{reply['run_id']}.json"
     record = json.loads(s3.get_object(Bucket=env.bucket, Key=key)["Body"].read())
     if record.get("status") != reply["status"]:

@@ -66,9 +66,16 @@ class EvaluationConfig(_Frozen):
     min_rows: int = Field(default=30, ge=5)
     primary_metric: Literal["r2", "rmse", "mae", "mape"] = "r2"
     # Retraining promotes only a challenger whose holdout primary metric reaches this bar
-    # (r2: at least; error metrics: at most). Comparing with the champion alone cannot catch a
-    # broken data drop (e.g. shuffled targets), where the champion scores badly too.
+    # (r2: at least; error metrics: at most). None: the baseline below is the only fixed bar.
     promotion_floor: float | None = None
+    # A challenger must beat a trivial baseline (predicting the training mean), scored on the same
+    # holdout, by this much (r2: absolute; error metrics: relative). Comparing with the champion
+    # alone cannot catch broken labels, where the champion scores badly too.
+    baseline_margin: float = Field(default=0.05, ge=0.0)
+    # A champion whose holdout score on the new data is worse than the score recorded when it was
+    # trained by more than this (r2: absolute; error metrics: relative) holds the run for a
+    # person: broken labels or a changed world, which no automatic promotion should paper over.
+    collapse_tolerance: float = Field(default=0.25, gt=0.0)
 
 
 class ModelConfig(_Frozen):

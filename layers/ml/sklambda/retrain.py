@@ -1,9 +1,14 @@
 """Champion/challenger retraining: train on new data, gate on the same holdout, promote safely.
 
-Every run leaves a record at models/<name>/runs/<run-id>.json, whatever happens. The challenger
-is always published (for audit); the alias moves only if the challenger passes the gate, and
-only with a conditional write on the alias as it was when the run started, so a concurrent run
-or a manual promotion in the meantime is never overwritten.
+Every run leaves a record at models/<name>/runs/<run-id>.json, whatever happens, with one status:
+  promoted   the challenger passed the gate and the alias now points at it
+  rejected   the challenger was published (for audit) but did not pass the gate
+  held       the champion collapsed on the new data (broken labels, or a changed world): nothing
+             is promoted and a person decides (`promote` or `rollback` by hand)
+  unchanged  the data and config are the champion's own: nothing was trained or published
+  failed     an error; the alias is untouched
+The alias moves only with a conditional write on the alias as it was when the run started, so a
+concurrent run or a manual promotion in the meantime is never overwritten.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from sklambda.errors import (
 from sklambda.manifest import Manifest, check_runtime, open_verified, served_artifact
 from sklambda.settings import DEFAULT_ALIAS, RetrainSettings
 from sklambda.store import AliasRecord, ModelStore
-from sklambda.training import higher_is_better, regression_metrics
+from sklambda.training import higher_is_better, regression_metrics, shortfall
 
 Log = Callable[..., None]
 
@@ -44,21 +49,23 @@ class RetrainRequest:
     trigger: str = "manual"
     dataset_key: str | None = None
     tolerance: float = 0.01
-    # An absolute bar the challenger must also meet (r2 at least / error metrics at most).
+    # None: the model config's own (evaluation.promotion_floor / baseline_margin).
     floor: float | None = None
+    baseline_margin: float | None = None
 
 
 @dataclass
 class RunRecord:
     run_id: str
     request: RetrainRequest
-    status: str = "running"  # running | promoted | rejected | failed
+    status: str = "running"  # running | promoted | rejected | held | unchanged | failed
     reason: str = ""
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     data: dict[str, Any] = field(default_factory=dict)
     champion: dict[str, Any] = field(default_factory=dict)
     challenger: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
     durations_ms: dict[str, float] = field(default_factory=dict)
     error: dict[str, Any] | None = None
 
@@ -77,6 +84,7 @@ class RunRecord:
             "champion": self.champion,
             "challenger": self.challenger,
             "gate": self.gate,
+            "history": self.history,
             "durations_ms": {k: round(v, 1) for k, v in self.durations_ms.items()},
             "error": self.error,
         }
@@ -87,35 +95,70 @@ def new_run_id() -> str:
 
 
 MIN_HOLDOUT_ROWS = 5
+# How many versions of the alias history are scored on the new holdout (the ratchet's memory).
+HISTORY_SCORED = 20
 
 
-def gate(
-    metric: str,
-    challenger: float,
-    champion: float | None,
-    *,
-    tolerance: float,
-    floor: float | None,
-    holdout_rows: int,
-) -> tuple[bool, str]:
-    """Pass if the holdout has at least MIN_HOLDOUT_ROWS rows, the challenger is not worse than
-    the champion by more than `tolerance` (absolute for r2, relative for error metrics) and it
-    meets the optional floor."""
-    if holdout_rows < MIN_HOLDOUT_ROWS:  # the hashed split's size varies; 1-4 rows mean nothing
-        return False, (
-            f"holdout has {holdout_rows} rows, fewer than {MIN_HOLDOUT_ROWS}: too few to "
+@dataclass(frozen=True)
+class GatePolicy:
+    """What a challenger must clear. Tolerances are absolute for r2, relative for error metrics."""
+
+    metric: str
+    tolerance: float
+    floor: float | None
+    baseline_margin: float
+    collapse_tolerance: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The primary metric of each model, on the same holdout rows (rows none was fitted on)."""
+
+    holdout_rows: int
+    challenger: float
+    baseline: float
+    champion: float | None = None  # the champion on the new holdout
+    champion_recorded: float | None = None  # the champion's own holdout, when it was trained
+    best: tuple[str, float] | None = None  # the best version of the alias history, and its score
+
+
+def gate(policy: GatePolicy, scores: Scores) -> tuple[str, str]:
+    """("promote" | "rejected" | "held", why). In order: enough holdout rows; the champion has
+    not collapsed; the challenger beats the trivial baseline by the margin, reaches the floor,
+    and is within the tolerance of the best model in the alias history (not just of the champion:
+    a run of small losses cannot add up to more than one tolerance)."""
+    m = policy.metric
+    if scores.holdout_rows < MIN_HOLDOUT_ROWS:  # the hashed split's size varies; 1-4 rows: noise
+        return "rejected", (
+            f"holdout has {scores.holdout_rows} rows, fewer than {MIN_HOLDOUT_ROWS}: too few to "
             "compare models (add data or raise holdout_fraction)"
         )
-    up = higher_is_better(metric)
-    if floor is not None and (challenger < floor if up else challenger > floor):
-        return False, f"{metric} {challenger:.4f} misses the floor {floor:.4f}"
-    if champion is None:
-        return True, "no champion score to compare with"
-    ok = challenger >= champion - tolerance if up else challenger <= champion * (1 + tolerance)
+    if scores.champion is not None and scores.champion_recorded is not None:
+        drop = shortfall(m, scores.champion, scores.champion_recorded)
+        if drop > policy.collapse_tolerance:
+            return "held", (
+                f"the champion scores {m} {scores.champion:.4f} on the new data against "
+                f"{scores.champion_recorded:.4f} when it was trained (worse by {drop:.4g}, more "
+                f"than {policy.collapse_tolerance:g}): broken labels or a changed world; nothing "
+                "promoted, a person decides (promote or rollback by hand)"
+            )
+    gain = -shortfall(m, scores.challenger, scores.baseline)
+    if gain < policy.baseline_margin:
+        return "rejected", (
+            f"challenger {m} {scores.challenger:.4f} does not beat the baseline (the training "
+            f"mean) {scores.baseline:.4f} by the margin {policy.baseline_margin:g}"
+        )
+    floor = policy.floor
+    if floor is not None and shortfall(m, scores.challenger, floor) > 0:
+        return "rejected", f"{m} {scores.challenger:.4f} misses the floor {floor:.4f}"
+    if scores.best is None:
+        return "promote", "no champion score to compare with"
+    version, best = scores.best
+    ok = shortfall(m, scores.challenger, best) <= policy.tolerance
     verdict = "not worse than" if ok else "worse than"
-    return ok, (
-        f"challenger {metric} {challenger:.4f} is {verdict} champion {champion:.4f} "
-        f"(tolerance {tolerance:g})"
+    return ("promote" if ok else "rejected"), (
+        f"challenger {m} {scores.challenger:.4f} is {verdict} the best of the alias history "
+        f"({version}: {best:.4f}, tolerance {policy.tolerance:g})"
     )
 
 
@@ -174,6 +217,13 @@ class Retrainer:
 
         table = self.store.dataset(req.model, req.dataset_key)
         record.data = {"source": table.source, "sha256": table.sha256, "rows": table.rows}
+        if table.sha256 == champion.data.sha256:  # the config is the champion's by construction
+            record.status = "unchanged"
+            record.reason = (
+                f"the data (sha256 {table.sha256[:12]}…) and config are champion "
+                f"{champion.version}'s own: nothing to train"
+            )
+            return
         dataset = prepare(config, table)
         t = self._timed(record, "validate", t, rows=table.rows, sha256=table.sha256)
 
@@ -186,30 +236,67 @@ class Retrainer:
             t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
 
             test_rows = result.holdout_rows
-            champion_holdout = self._score_champion(champion, table, test_rows, dataset.y)
-            record.champion["holdout"] = champion_holdout
-            t = self._timed(record, "score_champion", t, holdout=champion_holdout)
+            scored = self._score_history(seen, champion, table, test_rows, dataset.y)
+            record.champion["holdout"] = scored.get(champion.version, {})
+            record.history = [{"version": v, "holdout": h} for v, h in scored.items()]
+            t = self._timed(record, "score_champion", t, holdout=record.champion["holdout"])
 
             challenger = self.store.publish(trained.folder)
         record.challenger["version"] = challenger.version
         t = self._timed(record, "publish", t, challenger=challenger.version)
 
-        metric = config.evaluation.primary_metric
-        floor = req.floor if req.floor is not None else config.evaluation.promotion_floor
-        record.gate = {"metric": metric, "tolerance": req.tolerance, "floor": floor}
-        passed, record.reason = gate(
-            metric,
-            result.metrics["holdout"][metric],
-            champion_holdout.get(metric),
+        ev = config.evaluation
+        policy = GatePolicy(
+            metric=ev.primary_metric,
             tolerance=req.tolerance,
-            floor=floor,
-            holdout_rows=len(test_rows),
+            floor=req.floor if req.floor is not None else ev.promotion_floor,
+            baseline_margin=(
+                req.baseline_margin if req.baseline_margin is not None else ev.baseline_margin
+            ),
+            collapse_tolerance=ev.collapse_tolerance,
         )
-        if not passed:
-            record.status = "rejected"
+        record.gate = asdict(policy)
+        m = policy.metric
+        history = [(version, metrics[m]) for version, metrics in scored.items() if m in metrics]
+        pick = max if higher_is_better(m) else min
+        best = pick(history, key=lambda pair: pair[1]) if history else None
+        recorded = champion.metrics["holdout"].get(m) if "rows" in champion.metrics else None
+        decision, record.reason = gate(
+            policy,
+            Scores(
+                holdout_rows=len(test_rows),
+                challenger=result.metrics["holdout"][m],
+                baseline=result.metrics["baseline"][m],
+                champion=record.champion["holdout"].get(m),
+                champion_recorded=recorded,
+                best=best,
+            ),
+        )
+        record.gate["decision"] = decision
+        if decision != "promote":
+            record.status = decision
             return
         self._promote(record, challenger, seen)
         self._timed(record, "promote", t, version=challenger.version)
+
+    def _score_history(
+        self, seen: AliasRecord, champion: Manifest, table: Table, test: np.ndarray, y: np.ndarray
+    ) -> dict[str, dict[str, float]]:
+        """Metrics of the champion and the earlier versions of the alias history on the
+        challenger's holdout rows, champion first; a version that cannot score is left out."""
+        scored = {champion.version: self._score_champion(champion, table, test, y)}
+        for version in seen.history[:HISTORY_SCORED]:
+            if version in scored:
+                continue
+            try:
+                manifest = self.store.manifest(champion.name, version)
+            except RegistryError as exc:
+                self.log("score_champion", warning=f"history version {version}: {exc.message}")
+                continue
+            if "rows" not in manifest.metrics:
+                continue  # fitted on every row: it would be scored on rows it has seen
+            scored[version] = self._score_champion(manifest, table, test, y)
+        return {version: metrics for version, metrics in scored.items() if metrics}
 
     def _score_champion(
         self, champion: Manifest, table: Table, test: np.ndarray, y: np.ndarray
@@ -283,4 +370,5 @@ def request_from_event(event: Mapping[str, Any], settings: RetrainSettings) -> R
         dataset_key=dataset_key,
         tolerance=settings.tolerance,
         floor=settings.floor,
+        baseline_margin=settings.baseline_margin,
     )

@@ -67,5 +67,6 @@ class RetrainSettings(_EnvSettings):
     model: str = Field("", validation_alias="MODEL_NAME")
     alias: str = Field(DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
     tolerance: float = Field(0.01, validation_alias="PROMOTION_TOLERANCE", ge=0)
-    # An absolute bar the challenger must also meet; None: the config's promotion_floor.
+    # None (an empty variable): the model config's promotion_floor / baseline_margin.
     floor: float | None = Field(None, validation_alias="PROMOTION_FLOOR")
+    baseline_margin: float | None = Field(None, validation_alias="BASELINE_MARGIN", ge=0)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import (
     GradientBoostingRegressor,
     HistGradientBoostingRegressor,
@@ -175,12 +176,15 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
     tr, te = holdout_indices(dataset, config)
     final = build_pipeline(config, dataset.schema).fit(X[tr], y[tr])
     holdout = regression_metrics(y[te], final.predict(X[te]))
+    # What predicting the training mean scores on the same rows: the bar a model must clear.
+    baseline = DummyRegressor(strategy="mean").fit(X[tr], y[tr])
     say(f"fitted on {len(tr)} rows; holdout ({len(te)} rows): r2={holdout['r2']:.3f}")
     metrics = {
         "primary": ev.primary_metric,
         "cv": cv,
         "cv_folds": ev.cv_folds,
         "holdout": holdout,
+        "baseline": regression_metrics(y[te], baseline.predict(X[te])),
         "holdout_rows": int(len(te)),
         "train_rows": int(len(tr)),
         "rows": int(len(y)),
@@ -190,3 +194,11 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
 
 def higher_is_better(metric: str) -> bool:
     return metric == "r2"
+
+
+def shortfall(metric: str, score: float, reference: float) -> float:
+    """How much worse `score` is than `reference`: absolute for r2, relative for error metrics
+    (rmse, mae, mape); negative when it is better."""
+    if higher_is_better(metric):
+        return reference - score
+    return (score - reference) / reference if reference > 0 else score - reference
