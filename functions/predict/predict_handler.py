@@ -19,7 +19,7 @@ from sklambda.errors import SklambdaError
 from sklambda.model import LoadedModel
 from sklambda.serving import ModelHolder, health
 from sklambda.settings import ServingSettings
-from sklambda.store import ModelStore
+from sklambda.store import SERVING_S3_CONFIG, ModelStore
 
 # GET /model and /health publish no metrics by design; Powertools would warn on each empty flush.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -42,7 +42,7 @@ settings = ServingSettings.from_env()
 
 
 def _store() -> ModelStore:
-    return ModelStore(boto3.client("s3"), settings.bucket)
+    return ModelStore(boto3.client("s3", config=SERVING_S3_CONFIG), settings.bucket)
 
 
 def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None:
@@ -198,4 +198,5 @@ else:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    holder.start_invocation(context.get_remaining_time_in_millis() / 1000)
     return app.resolve(event, context)

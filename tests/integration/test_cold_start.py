@@ -71,13 +71,37 @@ def test_missing_alias_answers_503_then_recovers_once_promoted(
     make_holder, store, trained_dir, lambda_context
 ):
     manifest = store.publish(trained_dir)
-    make_holder()
+    clock = Clock()
+    make_holder(clock=clock)
     status, body, reply = predict(lambda_context)
     assert status == 503
     assert body["error"]["code"] == "alias_not_found"
-    assert reply["multiValueHeaders"]["Retry-After"] == ["5"]
+    assert reply["multiValueHeaders"]["Retry-After"] == ["1"]  # the first back-off
     store.promote(manifest.name, manifest.version)
+    clock.now += 1.0
     assert predict(lambda_context)[0] == 200  # the failure was not cached
+
+
+def test_failed_loads_back_off_and_answer_503_without_touching_s3(
+    make_holder, store, trained_dir, lambda_context
+):
+    clock = Clock()
+    calls = []
+    holder = make_holder(clock=clock)
+    factory = holder.store_factory
+    holder.store_factory = lambda: calls.append(1) or factory()
+    waits = []
+    for _ in range(4):  # fail, back off 1 s, fail, back off 2 s, ...
+        status, body, reply = predict(lambda_context)
+        assert status == 503
+        waits.append(reply["multiValueHeaders"]["Retry-After"][0])
+        assert predict(lambda_context)[0] == 503  # within the back-off: no S3 call
+        clock.now += float(waits[-1])
+    assert waits == ["1", "2", "4", "8"]
+    assert len(calls) == 4
+    manifest = store.publish(trained_dir)
+    store.promote(manifest.name, manifest.version)
+    assert predict(lambda_context)[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -141,7 +165,8 @@ def test_cold_start_with_the_numpy_form_imports_no_scikit_learn(
         "import json, sys, types, predict_handler\n"
         "event = json.load(open('events/predict.json'))\n"
         "context = types.SimpleNamespace(function_name='f', memory_limit_in_mb=512,\n"
-        "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r')\n"
+        "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r',\n"
+        "    get_remaining_time_in_millis=lambda: 30_000)\n"
         "reply = predict_handler.lambda_handler(event, context)\n"
         "assert reply['statusCode'] == 200, reply\n"
         "heavy = ('sklearn', 'scipy', 'joblib')\n"
@@ -175,12 +200,16 @@ def test_pinned_version_is_served_whatever_the_alias(
     assert predict(lambda_context)[1]["model"]["version"] == manifest.version
 
 
-def test_health_reports_why_the_model_is_unavailable(make_holder, lambda_context):
+def test_health_gives_a_coarse_reason_and_no_internals(make_holder, bucket, lambda_context):
+    """/health is open to anyone: a reason code, never a bucket, key, URL or exception text."""
     make_holder()
     reply = predict_handler.lambda_handler(load_event("health"), lambda_context)
     body = json.loads(reply["body"])
     assert reply["statusCode"] == 503
-    assert "no alias 'live'" in body["reason"]
+    assert body == {"status": "unavailable", "reason": "alias_not_found"}
+    assert bucket not in reply["body"]
+    keyed = predict_handler.lambda_handler(load_event("model_info"), lambda_context)
+    assert "no alias 'live'" in json.loads(keyed["body"])["error"]["message"]  # behind the key
 
 
 # --- SnapStart runtime hooks ---------------------------------------------------------------

@@ -272,6 +272,8 @@ def test_after_a_promotion_predict_serves_the_new_version_within_the_refresh_int
     clock["now"] = 59.0
     assert served_version() == weak_champion.version  # not yet due
     clock["now"] = 60.0
+    assert served_version() == weak_champion.version  # due: re-checked in the background
+    holder.wait_for_refresh(timeout=30)
     assert served_version() == new_version
 
 
@@ -287,6 +289,8 @@ def test_failed_refresh_keeps_the_current_model(store, s3, bucket, champion, tmp
     assert holder.get().manifest.version == champion.version
     s3.delete_object(Bucket=bucket, Key=store.alias_key("house-prices", "live"))
     clock["now"] = 11.0
+    assert holder.get().manifest.version == champion.version
+    holder.wait_for_refresh(timeout=30)
     assert holder.get().manifest.version == champion.version
     assert errors and "no alias" in str(errors[0])
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from sklambda.errors import RequestError, SklambdaError
+from sklambda.errors import ModelUnavailableError, RequestError, SklambdaError
 from sklambda.request_formats import decode_request
 from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
 
@@ -231,4 +232,7 @@ def error_body(exc: SklambdaError) -> dict[str, Any]:
 
 
 def error_headers(exc: SklambdaError) -> dict[str, str]:
-    return {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else {}
+    if exc.status != 503:
+        return {}
+    wait = exc.retry_after if isinstance(exc, ModelUnavailableError) else None
+    return {"Retry-After": str(max(1, math.ceil(wait)) if wait else RETRY_AFTER_SECONDS)}

@@ -84,8 +84,11 @@ class AliasConflictError(RegistryError):
 class ModelUnavailableError(SklambdaError):
     """No model can be served right now (503, with Retry-After)."""
 
-    def __init__(self, message: str, code: str = "model_unavailable") -> None:
+    def __init__(
+        self, message: str, code: str = "model_unavailable", retry_after: float | None = None
+    ) -> None:
         super().__init__(message, [], 503, code)
+        self.retry_after = retry_after
 
 
 class IntegrityError(SklambdaError):

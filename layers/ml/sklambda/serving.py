@@ -3,9 +3,14 @@
 Import never touches S3 and never imports scikit-learn. The first request (or SnapStart's
 before-snapshot hook) loads the model: resolve alias -> manifest -> fetch + sha256 verify
 (cached in /tmp by hash) -> the numpy form (model.npz, read without pickle) when the manifest
-has one, else runtime check + joblib.load -> one warm-up prediction. Each phase is timed. A
-failed load is not cached: the next request tries again. In warm containers the alias is
-re-checked every `refresh_seconds` and a new version is swapped in only once fully loaded.
+has one, else runtime check + joblib.load -> one warm-up prediction. Each phase is timed.
+
+S3 may hang or refuse; serving must not. Every S3 call has short timeouts and one retry (the
+store's client config); a load starts an S3 phase only while the invocation's deadline leaves
+time for it. A failed load is retried after an exponential, capped back-off; until then requests
+get 503 + Retry-After at once, without touching S3. In warm containers the alias is re-checked
+every `refresh_seconds` in a background thread: requests keep being answered by the current
+model with no added latency, and a new version is swapped in only once fully loaded.
 """
 
 from __future__ import annotations
@@ -26,6 +31,12 @@ from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
 
 RETRY_AFTER_SECONDS = 5
+# After the n-th failed load or refresh in a row, wait min(BACKOFF_CAP, BACKOFF_BASE * 2**(n-1)).
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+# An S3 phase is started only with this much of the invocation left: a timed-out load must
+# still leave time to answer 503 before Lambda's own timeout (which API Gateway turns into 502).
+MIN_PHASE_SECONDS = 2.5
 
 
 def reseed_random() -> None:
@@ -50,6 +61,10 @@ class ModelHolder:
     _last_error: str | None = field(default=None, init=False)
     _checked_at: float = field(default=0.0, init=False)
     _recheck: bool = field(default=False, init=False)  # set by after_restore
+    _failures: int = field(default=0, init=False)  # failed loads or refreshes in a row
+    _retry_at: float = field(default=0.0, init=False)  # no S3 attempt before this clock time
+    _deadline: float | None = field(default=None, init=False)  # this invocation's, perf_counter
+    _refresher: threading.Thread | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
@@ -60,14 +75,34 @@ class ModelHolder:
     def last_error(self) -> str | None:
         return self._last_error
 
+    def start_invocation(self, remaining_seconds: float | None) -> None:
+        """Take this invocation's deadline (Lambda's remaining time) for any load it starts."""
+        self._deadline = (
+            None if remaining_seconds is None else time.perf_counter() + remaining_seconds
+        )
+
     def get(self) -> LoadedModel:
-        """The model to serve now; loads it if needed, refreshes it if due."""
+        """The model to serve now; loads it if needed. A due refresh runs in the background,
+        except the first check after a SnapStart restore, which is made before answering."""
         model = self._model
         if model is None:
             return self._load_first()
-        if self._refresh_due():
+        if self._recheck and not self.settings.version:
             self._refresh(model)
+        elif self._refresh_due():
+            self._start_refresh(model)
         return self._model or model
+
+    def wait_for_refresh(self, timeout: float | None = None) -> None:
+        """Block until a background refresh in progress has finished (tests, shutdown)."""
+        refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout)
+
+    @property
+    def refreshing(self) -> bool:
+        refresher = self._refresher
+        return refresher is not None and refresher.is_alive()
 
     def use(self, model: LoadedModel) -> None:
         """Serve an already loaded model (tests, and SnapStart's before-snapshot hook)."""
@@ -100,6 +135,7 @@ class ModelHolder:
         is not made here: restore hooks must finish within Lambda's 10 s, and S3 may be slow."""
         reseed_random()
         self._recheck = True
+        self._failures, self._retry_at = 0, 0.0  # a back-off from snapshot time means nothing now
 
     def _load_first(self) -> LoadedModel:
         with self._lock:
@@ -108,6 +144,13 @@ class ModelHolder:
             if not self.settings.bucket or not self.settings.model_name:
                 self._last_error = "MODEL_BUCKET and MODEL_NAME must be set"
                 raise ModelUnavailableError(self._last_error, "not_configured")
+            wait = self._retry_at - self.clock()
+            if wait > 0:  # backing off: answer at once, without touching S3
+                raise ModelUnavailableError(
+                    f"model not loaded; the last attempt failed ({self._last_error}); "
+                    f"next attempt in {wait:.1f} s",
+                    retry_after=wait,
+                )
             try:
                 store = self.store_factory()
                 started = time.perf_counter()
@@ -116,26 +159,54 @@ class ModelHolder:
                 self._model = self._load(store, manifest, "cold_start", resolve_ms)
             except SklambdaError as exc:
                 self._last_error = exc.message
-                raise ModelUnavailableError(exc.message, exc.code) from exc
+                raise ModelUnavailableError(exc.message, exc.code, self._back_off()) from exc
             except Exception as exc:  # S3 unreachable, corrupt pickle...: 503 and retry later
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 raise ModelUnavailableError(
-                    f"model could not be loaded ({self._last_error})"
+                    f"model could not be loaded ({self._last_error})", retry_after=self._back_off()
                 ) from exc
             self._last_error = None
+            self._failures, self._retry_at = 0, 0.0
             self._checked_at = self.clock()
             return self._model
+
+    def _back_off(self) -> float:
+        """Count a failure; no new attempt for the returned number of seconds."""
+        self._failures += 1
+        delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (self._failures - 1))
+        self._retry_at = self.clock() + delay
+        return delay
+
+    def _check_time(self, phase: str) -> None:
+        if self._deadline is not None and self._deadline - time.perf_counter() < MIN_PHASE_SECONDS:
+            raise ModelUnavailableError(
+                f"not enough of this invocation left to {phase} the model", "deadline"
+            )
 
     def _refresh_due(self) -> bool:
         if self.settings.version:
             return False  # a pinned version never changes
         every = self.settings.refresh_seconds
-        return self._recheck or (every > 0 and self.clock() - self._checked_at >= every)
+        now = self.clock()
+        if now < self._retry_at:
+            return False
+        return every > 0 and now - self._checked_at >= every
 
-    def _refresh(self, current: LoadedModel) -> None:
-        """Re-check the alias; swap only after the new version is loaded and verified."""
+    def _start_refresh(self, current: LoadedModel) -> None:
+        """Re-check the alias in a background thread; requests go on with `current`."""
         if not self._lock.acquire(blocking=False):
-            return  # another thread is already refreshing; keep serving the current model
+            return  # a load or refresh is already under way
+        self._checked_at = self.clock()
+        self._refresher = threading.Thread(
+            target=self._refresh, args=(current, True), name="model-refresh", daemon=True
+        )
+        self._refresher.start()
+
+    def _refresh(self, current: LoadedModel, locked: bool = False) -> None:
+        """Re-check the alias; swap only after the new version is loaded and verified. A failure
+        keeps the current model and backs off."""
+        if not locked and not self._lock.acquire(blocking=False):
+            return
         try:
             self._checked_at, self._recheck = self.clock(), False
             store = self.store_factory()
@@ -144,13 +215,16 @@ class ModelHolder:
             if manifest.version != current.manifest.version:
                 resolve_ms = (time.perf_counter() - started) * 1000
                 self._model = self._load(store, manifest, "refresh", resolve_ms)
+            self._failures, self._retry_at = 0, 0.0
         except Exception as exc:  # a failed refresh keeps the current model
+            self._back_off()
             if self.on_refresh_error:
                 self.on_refresh_error(exc)
         finally:
             self._lock.release()
 
     def _resolve(self, store: ModelStore) -> Manifest:
+        self._check_time("resolve")
         return store.resolve(
             self.settings.model_name, self.settings.alias, self.settings.version or None
         )
@@ -163,6 +237,7 @@ class ModelHolder:
         info = served_artifact(manifest, self.settings.model_format)
         if info.format == "joblib":
             check_runtime(manifest)  # a pickle must be read by the versions that wrote it
+        self._check_time("download")
         verified = store.fetch(manifest, self.settings.cache_dir, timings, info)
         t1 = time.perf_counter()
         model = LoadedModel(manifest, open_verified(verified))
@@ -178,11 +253,13 @@ class ModelHolder:
 
 
 def health(holder: ModelHolder) -> dict[str, Any]:
-    """Ready or not, and why; loads the model if it is not loaded yet."""
+    """Ready or not, and why as a reason code only: the route is open, so no bucket, key, URL or
+    exception text (those are in the logs and behind the API key on GET /model). Loads the model
+    if it is not loaded yet."""
     try:
         model = holder.get()
     except ModelUnavailableError as exc:
-        return {"status": "unavailable", "reason": exc.message}
+        return {"status": "unavailable", "reason": exc.code}
     return {
         "status": "ready",
         "model": {"name": model.manifest.name, "version": model.manifest.version},

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from sklambda.data import Table, parse_csv
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HISTORY_LIMIT = 20
+# The predict function's S3 client: boto3's defaults (60 s timeouts, up to 5 attempts) would let
+# a hanging S3 hold a request for minutes. One retry, short timeouts: a cold start that cannot
+# reach S3 answers 503 within a few seconds. (Read timeout is per socket read, not per download.)
+SERVING_S3_CONFIG = Config(
+    connect_timeout=1.0,
+    read_timeout=1.0,
+    retries={"mode": "standard", "total_max_attempts": 2},
+)
 DATASET_PREFIX = "datasets"
 
 
