@@ -9,31 +9,44 @@ STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requireme
 .PHONY: help venv demo test test-unit test-integration test-e2e lint format validate build serve invoke bench sam-local-test clean
 
 help:
-	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions"
+	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions (VERBOSE=1: logs)"
 	@echo "make test    the whole test suite (unit, integration against a moto server, e2e)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make validate  sam validate, sam validate --lint and cfn-lint on template.yaml"
 	@echo "make build   sam build (no Docker, no local python3.12 needed)"
-	@echo "make serve   the template's API on http://127.0.0.1:3000 (Docker-free, moto S3)"
+	@echo "make serve   the template's API on http://127.0.0.1:3000 (PORT=...; Docker-free, moto S3)"
 	@echo "make invoke FUNCTION=PredictFunction EVENT=events/predict.json   one cold invoke"
 	@echo "make bench   benchmarks; writes benchmarks/RESULTS.md"
 	@echo "make sam-local-test   SAM CLI's own sam local invoke/start-api, no Docker (root)"
 
+# How many packages are pinned (requirements-dev.txt and the files it includes), for the progress line.
+PINNED = $(shell cat requirements-dev.txt layers/ml/requirements*.txt | grep -E '^[A-Za-z0-9]' | sort -u | wc -l)
+
 $(STAMP): requirements-dev.txt layers/ml/requirements.txt layers/ml/requirements-lambda.txt
-	@echo "==> creating $(VENV) with the pinned dependencies (first run only, about a minute)"
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> setting up $(VENV) with the pinned dependencies (first run only: 2-4 minutes on a fresh machine)"
+	@if test -x $(PY); then echo "==> [1/4] $(VENV) exists: reusing it"; \
+	else echo "==> [1/4] creating $(VENV) with $$($(PYTHON) --version 2>&1)"; $(PYTHON) -m venv $(VENV); fi
+	@echo "==> [2/4] upgrading pip"
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "==> [3/4] installing $(PINNED) pinned packages and their dependencies (pip's progress follows)"
+	@$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt | awk \
+		'/^Collecting /{ print; fflush() } \
+		/^Installing collected packages:/{ print "Installing " split($$0, p, ",") " packages ..."; fflush() } \
+		/^Successfully installed /{ print "Successfully installed " NF - 2 " packages"; fflush() }'; \
+		test $${PIPESTATUS[0]} -eq 0
+	@echo "==> [4/4] making the shared package (layers/ml/sklambda) importable"
 	@# The shared package lives in layers/ml (it ships in the Lambda layer); make it importable.
 	@echo "$(CURDIR)/layers/ml" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/sklambda-dev.pth"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+	@echo "==> $(VENV) is ready"
 
 venv: $(STAMP)
 
+# make demo VERBOSE=1: also the functions' logs (START/END/REPORT, JSON log lines, EMF metrics).
 demo: venv
-	$(PY) -m tools.local.demo
+	$(if $(VERBOSE),VERBOSE=$(VERBOSE) )$(PY) -m tools.local.demo
 
 test: venv
 	$(PY) -m pytest --cov --cov-report=term:skip-covered
@@ -61,6 +74,7 @@ AWS_REGION ?= us-east-1
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_REGION=$(AWS_REGION) AWS_DEFAULT_REGION=$(AWS_REGION) PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 FUNCTION ?= PredictFunction
 EVENT ?= events/predict.json
+PORT ?= 3000
 
 validate: venv
 	$(SAM_ENV) sam validate
@@ -71,7 +85,7 @@ build: venv
 	$(SAM_ENV) sam build
 
 serve: venv
-	$(PY) -m tools.local serve
+	$(PY) -m tools.local serve --port $(PORT)
 
 invoke: venv
 	$(PY) -m tools.local invoke $(FUNCTION) $(EVENT)

@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import io
+import ipaddress
+import json
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from rich.text import Text
 
 from sklambda.artifact import train_artifact
 from sklambda.config import load_config
 from sklambda.data import load_dataset
-from sklambda.errors import SklambdaError
+from sklambda.errors import RegistryError, SklambdaError
 from sklambda.manifest import Manifest
+from sklambda.settings import DEFAULT_ALIAS
 from sklambda.store import ModelStore
 
 DESCRIPTION = """\
@@ -25,11 +47,21 @@ typical flow:
   python -m training train --config training/configs/house_prices.toml --out artifacts/house-prices
   python -m training publish artifacts/house-prices --bucket my-models
   python -m training promote --model house-prices --version <version> --bucket my-models
-  python -m training list --bucket my-models
+  python -m training list --bucket my-models          (--json for scripts)
 
 The bucket comes from --bucket or $MODEL_BUCKET. Set AWS_ENDPOINT_URL to use a local S3
-(a moto server) instead of AWS.
+(a moto server) instead of AWS; on 127.0.0.1 or localhost it needs no credentials.
 """
+
+METRICS = ("r2", "rmse", "mae", "mape")
+RATIO_METRICS = ("r2", "mape")
+PLAIN_WIDTH = 160  # output to a file or pipe: no terminal to take the width from
+STATUS_STYLES = {
+    "promoted": "bold green",
+    "rejected": "bold yellow",
+    "held": "bold yellow",
+    "failed": "bold red",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,104 +71,285 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except SklambdaError as exc:
         _fail(exc.one_line())
+    except (ClientError, EndpointConnectionError) as exc:
+        _fail(s3_error_message(exc, _bucket_name(args) or "?"))
+    except NoCredentialsError:
+        _fail(
+            "no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID "
+            "(a local S3 on 127.0.0.1 via AWS_ENDPOINT_URL needs none)"
+        )
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
-    except Exception as exc:  # boto/botocore and OS errors: one line, never a traceback
-        name = type(exc).__name__
-        _fail(f"{name}: {exc}")
+    except Exception as exc:  # other botocore and OS errors: one line, never a traceback
+        _fail(f"{type(exc).__name__}: {exc}")
     return 1
 
 
+# --- consoles ------------------------------------------------------------------------------
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console on the current sys.stdout (or stderr), made per call so that redirection such as
+    pytest's capsys is honoured. Not a terminal: no colour codes and no live displays."""
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False)
+
+
+def _plain(renderable: RenderableType) -> str:
+    """The renderable as text without colour codes; long lines are kept whole, not cut."""
+    console = Console(file=io.StringIO(), width=PLAIN_WIDTH, color_system=None, highlight=False)
+    with console.capture() as captured:
+        console.print(renderable, crop=False)
+    return "\n".join(line.rstrip() for line in captured.get().rstrip().splitlines())
+
+
+def _show(console: Console, renderable: RenderableType) -> None:
+    """Coloured on a terminal; elsewhere the plain text of format_*, without trailing blanks."""
+    if console.is_terminal:
+        console.print(renderable, crop=False)
+    else:
+        console.file.write(_plain(renderable) + "\n")
+        console.file.flush()
+
+
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    line = Text.assemble(("error:", "bold red"), " ", " ".join(message.split()))
+    _console(stderr=True).print(line, soft_wrap=True)
 
 
-def _say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+def _say(console: Console, message: str) -> None:
+    console.print(Text.assemble((time.strftime("[%H:%M:%S] "), "dim"), message), soft_wrap=True)
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _progress(console: Console, description: str, total: int) -> Iterator[Callable[[str], None]]:
+    """A bar advanced once per message, each message also logged above it. The bar is transient
+    and off when the console is not a terminal, so logs get the messages only."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def step(message: str) -> None:
+            _say(console, "  " + message)
+            bar.advance(task)
+
+        yield step
+
+
+def _status(console: Console, message: str) -> AbstractContextManager[Any]:
+    return console.status(message) if console.is_terminal else nullcontext()
+
+
+# --- S3 ------------------------------------------------------------------------------------
+
+
+def local_s3_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """Dummy credentials (and us-east-1 when no region is set) for boto3.client, or {}.
+
+    Only when S3 is a loopback server (AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, on 127.0.0.0/8,
+    ::1 or localhost) and neither AWS_ACCESS_KEY_ID nor AWS_PROFILE is set: a local moto server
+    accepts any credentials but boto3 will not sign without some. Any other endpoint must fail for
+    lack of credentials rather than be sent made-up ones.
+    """
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+    if not _is_loopback(urlsplit(endpoint).hostname or ""):
+        return {}
+    if env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_PROFILE"):
+        return {}
+    credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    if not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        credentials["region_name"] = "us-east-1"
+    return credentials
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def s3_error_message(exc: ClientError | EndpointConnectionError, bucket: str) -> str:
+    """One sentence a person can act on, naming the bucket or the endpoint."""
+    if isinstance(exc, EndpointConnectionError):
+        url = urlsplit(str(exc.kwargs.get("endpoint_url", "")))
+        # urllib3 prefixes the reason with the connection object: "AWSHTTPConnection(...): "
+        reason = re.sub(r"^(\w+\(.*?\)|<.*?>):\s*", "", str(exc.kwargs.get("error") or exc))
+        return f"cannot reach S3 at {url.scheme}://{url.netloc}: {reason}"
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    operation = exc.operation_name
+    if code == "NoSuchBucket" or (operation == "HeadBucket" and code in ("404", "NotFound")):
+        return f"bucket {bucket!r} does not exist (check --bucket or $MODEL_BUCKET)"
+    if code in ("AccessDenied", "AllAccessDisabled", "403"):
+        return (
+            f"access denied to bucket {bucket!r} ({operation}): check the credentials and the "
+            "bucket's policy"
+        )
+    return f"S3 {operation} on bucket {bucket!r} failed: {code} {error.get('Message', '')}".strip()
+
+
+def _bucket_name(args: argparse.Namespace) -> str | None:
+    return getattr(args, "bucket", None) or os.environ.get("MODEL_BUCKET")
 
 
 def _store(args: argparse.Namespace) -> ModelStore:
     import boto3  # imported here so `train` works without AWS configuration
 
-    bucket = args.bucket or os.environ.get("MODEL_BUCKET")
+    bucket = _bucket_name(args)
     if not bucket:
         raise SklambdaError("no bucket: pass --bucket or set MODEL_BUCKET", status=2, code="usage")
-    return ModelStore(boto3.client("s3"), bucket)
+    credentials = local_s3_credentials(os.environ)
+    client = boto3.client(
+        "s3",
+        region_name=credentials.get("region_name"),
+        aws_access_key_id=credentials.get("aws_access_key_id"),
+        aws_secret_access_key=credentials.get("aws_secret_access_key"),
+    )
+    return ModelStore(client, bucket)
+
+
+def _require_model(store: ModelStore, name: str) -> None:
+    """A typo in --model names the models there, instead of an alias or version not found (and
+    before retrain writes a run record under the wrong name)."""
+    names = store.model_names()
+    if name in names:
+        return
+    there = f"models there: {', '.join(names)}" if names else "the bucket holds no models"
+    raise RegistryError(
+        f"no model {name!r} in s3://{store.bucket}; {there}", "model_not_found", 404
+    )
 
 
 # --- commands ------------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    console = _console()
     config = load_config(args.config)
-    _say(f"reading and validating {args.data or config.data.source or '(no data)'}")
+    _say(console, f"reading and validating {args.data or config.data.source or '(no data)'}")
     dataset = load_dataset(config, args.data)
-    _say(f"training {config.estimator.kind} with {config.evaluation.cv_folds}-fold CV")
+    folds = config.evaluation.cv_folds
+    _say(console, f"training {config.estimator.kind} with {folds}-fold CV")
     out = Path(args.out or f"artifacts/{config.name}")
-    manifest = train_artifact(config, dataset, out, progress=lambda m: _say("  " + m)).manifest
-    print()
-    print(format_metrics(manifest.metrics))
-    print()
+    # sklambda.training.train reports once per fold and once after the final fit
+    with _progress(console, f"training {config.name}", total=folds + 1) as step:
+        manifest = train_artifact(config, dataset, out, progress=step).manifest
+    console.print()
+    _show(console, metrics_view(manifest.metrics))
+    console.print()
     files = ", ".join(f"{a.key} ({a.bytes:,} bytes)" for a in manifest.artifacts)
-    _say(f"wrote {out}/: {files} and manifest.json")
-    print(f"version {manifest.version}")
+    _say(console, f"wrote {out}/: {files} and manifest.json")
+    console.print(Text(f"version {manifest.version}"), soft_wrap=True)
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    console = _console()
     store = _store(args)
-    _say(f"publishing {args.folder} to s3://{store.bucket}")
-    manifest = store.publish(Path(args.folder))
+    _say(console, f"publishing {args.folder} to s3://{store.bucket}")
+    with _status(console, "uploading and verifying"):
+        manifest = store.publish(Path(args.folder))
     sha = manifest.artifact.sha256[:12]
-    _say(f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…)")
+    _say(console, f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…)")
     if args.promote:
         record = store.promote(manifest.name, manifest.version, args.alias)
-        _say(f"alias {args.alias} -> {record.version} (previous: {record.previous or 'none'})")
-    print(f"version {manifest.version}")
+        previous = record.previous or "none"
+        _say(console, f"alias {args.alias} -> {record.version} (previous: {previous})")
+    console.print(Text(f"version {manifest.version}"), soft_wrap=True)
     return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     store = _store(args)
+    _require_model(store, args.model)
     record = store.promote(args.model, args.version, args.alias)
     previous = record.previous or "none"
-    _say(f"{args.model}: alias {args.alias} -> {record.version} (previous: {previous})")
+    _say(_console(), f"{args.model}: alias {args.alias} -> {record.version} (previous: {previous})")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     store = _store(args)
+    _require_model(store, args.model)
     record = store.rollback(args.model, args.alias)
-    _say(f"{args.model}: alias {args.alias} rolled back to {record.version}")
+    _say(_console(), f"{args.model}: alias {args.alias} rolled back to {record.version}")
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     store = _store(args)
-    names = [args.model] if args.model else store.model_names()
-    if not names:
-        print(f"no models in s3://{store.bucket}")
-    for name in names:
-        alias = store.alias(name, args.alias)
-        print(f"{name}")
-        versions = store.versions(name)
-        if not versions:
-            print("  (no versions)")
-        for version in versions:
-            m = store.manifest(name, version)
-            mark = f"  <- {args.alias}" if alias and alias.version == version else ""
-            print(
-                f"  {version}  {m.estimator['kind']:<22} cv r2 {_cv(m, 'r2'):>7}  "
-                f"holdout r2 {m.metrics['holdout']['r2']:.3f}{mark}"
-            )
+    if args.model:
+        _require_model(store, args.model)
+    models = []
+    for name in [args.model] if args.model else store.model_names():
+        record = store.alias(name, args.alias)
+        manifests = [store.manifest(name, version) for version in store.versions(name)]
+        models.append((name, record.version if record else None, manifests))
+    if args.json:
+        _print_json(
+            {
+                "bucket": store.bucket,
+                "alias": args.alias,
+                "models": [
+                    _model_json(name, args.alias, aliased, manifests)
+                    for name, aliased, manifests in models
+                ],
+            }
+        )
+        return 0
+    console = _console()
+    if not models:
+        console.print(f"no models in s3://{store.bucket}", soft_wrap=True)
+    for name, aliased, manifests in models:
+        _show(console, versions_view(name, manifests, args.alias, aliased))
     return 0
+
+
+def _model_json(
+    name: str, alias: str, aliased: str | None, manifests: list[Manifest]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "aliases": {alias: aliased},
+        "versions": [
+            {
+                "version": m.version,
+                "created_at": m.created_at,
+                "estimator": m.estimator["kind"],
+                "aliases": [alias] if m.version == aliased else [],
+                "metrics": {
+                    "primary": m.metrics.get("primary"),
+                    "cv_mean": {k: m.metrics["cv"][k]["mean"] for k in METRICS},
+                    "holdout": {k: m.metrics["holdout"][k] for k in METRICS},
+                },
+            }
+            for m in manifests
+        ],
+    }
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from sklambda.retrain import Retrainer, RetrainRequest
 
+    console = _console()
     store = _store(args)
+    _require_model(store, args.model)
     request = RetrainRequest(
         model=args.model,
         alias=args.alias,
@@ -148,94 +361,168 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     def log(phase: str, **fields: Any) -> None:
         shown = {k: v for k, v in fields.items() if not isinstance(v, dict)}
-        _say(f"{phase}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        _say(console, f"{phase}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
-    _say(
-        f"retraining {args.model} from s3://{store.bucket}/"
-        + (args.dataset_key or f"datasets/{args.model}/")
-    )
+    source = args.dataset_key or f"datasets/{args.model}/"
+    _say(console, f"retraining {args.model} from s3://{store.bucket}/{source}")
     record = Retrainer(store, log=log).run(request)
-    print()
-    print(format_run(record.as_dict()))
-    return 0 if record.status in ("promoted", "rejected") else 1
-
-
-def format_run(run: dict[str, Any]) -> str:
-    """Decision, reason and both sets of holdout metrics of a retrain run record."""
-    champion = run["champion"].get("holdout") or {}
-    challenger = (run["challenger"].get("metrics") or {}).get("holdout") or {}
-    lines = [f"run {run['run_id']}: {run['status'].upper()} - {run['reason']}"]
-    if champion or challenger:
-        lines.append(f"{'holdout':<8}{'champion':>14}{'challenger':>14}")
-        for name in ("r2", "rmse", "mae", "mape"):
-            cells = [
-                f"{m[name]:>14.4f}" if name in m else f"{'-':>14}" for m in (champion, challenger)
-            ]
-            lines.append(f"{name:<8}" + "".join(cells))
-    lines.append(
-        f"champion {run['champion'].get('version', '-')}, "
-        f"challenger {run['challenger'].get('version', '-')}"
-    )
-    return "\n".join(lines)
+    console.print()
+    _show(console, run_view(record.as_dict()))
+    return 1 if record.status == "failed" else 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
+    _require_model(store, args.model)
     manifest = store.resolve(args.model, args.alias, args.version)
-    print(describe(manifest))
+    if args.json:
+        _print_json(manifest.model_dump(mode="json"))
+    else:
+        _show(_console(), manifest_view(manifest))
     return 0
 
 
 # --- output --------------------------------------------------------------------------------
+# Each view is a rich renderable (coloured on a terminal); the format_* functions are the same
+# view as plain text.
 
 
-def _cv(manifest: Manifest, metric: str) -> str:
-    return f"{manifest.metrics['cv'][metric]['mean']:.3f}"
+def format_metric(name: str, value: float | None) -> str:
+    """The one number format of every table: ratios (r2, mape) to 4 decimals, errors in the
+    target's units (rmse, mae) to 1 decimal with thousands separators; "-" when missing."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if name in RATIO_METRICS else f"{value:,.1f}"
+
+
+def _table(*headers: str) -> Table:
+    """A table whose first column names the row and whose other columns hold numbers."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column(headers[0], style="cyan", no_wrap=True)
+    for header in headers[1:]:
+        table.add_column(header, justify="right", no_wrap=True)
+    return table
+
+
+def metrics_view(metrics: dict[str, Any]) -> RenderableType:
+    """CV mean and sd and the holdout, per metric, and what predicting the mean scores on the
+    same holdout when the manifest has it; the primary metric in bold."""
+    baseline = metrics.get("baseline")
+    table = _table("metric", "cv mean", "cv sd", "holdout", *(["baseline"] if baseline else []))
+    for name in METRICS:
+        cv = metrics["cv"][name]
+        table.add_row(
+            name,
+            format_metric(name, cv["mean"]),
+            format_metric(name, cv["sd"]),
+            format_metric(name, metrics["holdout"][name]),
+            *([format_metric(name, baseline.get(name))] if baseline else []),
+            style="bold" if name == metrics.get("primary") else None,
+        )
+    note = (
+        f"{metrics['cv_folds']}-fold CV on {metrics.get('rows', '?')} rows; model fitted on "
+        f"{metrics['train_rows']}, holdout {metrics['holdout_rows']}"
+        + ("; baseline: predicting the training mean" if baseline else "")
+    )
+    return Group(table, Text(note, style="dim"))
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """A small table: CV mean ± sd and holdout, per metric."""
-    lines = [f"{'metric':<8}{'cv mean':>14}{'cv sd':>12}{'holdout':>14}"]
-    for name in ("r2", "rmse", "mae", "mape"):
-        cv = metrics["cv"][name]
-        fmt = "{:>14.4f}" if name in ("r2", "mape") else "{:>14,.1f}"
-        sd = "{:>12.4f}" if name in ("r2", "mape") else "{:>12,.1f}"
-        lines.append(
-            f"{name:<8}"
-            + fmt.format(cv["mean"])
-            + sd.format(cv["sd"])
-            + fmt.format(metrics["holdout"][name])
+    """metrics_view as plain text."""
+    return _plain(metrics_view(metrics))
+
+
+def versions_view(
+    name: str, manifests: list[Manifest], alias: str, aliased: str | None
+) -> RenderableType:
+    """A model's versions, oldest first, with key metrics; the alias marks its version."""
+    if not manifests:
+        return Text.assemble((name, "bold"), "  (no versions)")
+    table = _table("version")
+    table.add_column("estimator", no_wrap=True)
+    for header in ("cv r2", "holdout r2", "holdout rmse"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("alias", no_wrap=True)
+    table.title, table.title_justify, table.title_style = name, "left", "bold"
+    for m in manifests:
+        marked = m.version == aliased
+        table.add_row(
+            m.version,
+            m.estimator["kind"],
+            format_metric("r2", m.metrics["cv"]["r2"]["mean"]),
+            format_metric("r2", m.metrics["holdout"]["r2"]),
+            format_metric("rmse", m.metrics["holdout"]["rmse"]),
+            Text(alias, style="bold green") if marked else "",
         )
-    lines.append(
-        f"({metrics['cv_folds']}-fold CV on {metrics.get('rows', '?')} rows; model fitted on "
-        f"{metrics['train_rows']}, holdout {metrics['holdout_rows']})"
-    )
-    return "\n".join(lines)
+    return table
 
 
-def describe(m: Manifest) -> str:
+def manifest_view(m: Manifest) -> RenderableType:
+    """A version's manifest: what it is, what it was trained on, its files and metrics."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="cyan", no_wrap=True)
+    grid.add_column()
     feats = ", ".join(
         f"{f['name']}:{f['type']}" + ("(log)" if f.get("transform") == "log" else "")
         for f in m.features
     )
-    return "\n".join(
-        [
-            f"{m.name} {m.version}  (created {m.created_at})",
-            f"  estimator  {m.estimator['class']}",
-            f"  target     {m.target.name} (transform: {m.target.transform})",
-            f"  features   {feats}",
-            *(
-                f"  {a.key:<12} {a.bytes:>9,} bytes, sha256 {a.sha256}"
-                + ("  (served: numpy, no scikit-learn)" if a.format == "npz" else "")
-                for a in m.artifacts
-            ),
-            "  runtime    " + ", ".join(f"{k} {v}" for k, v in m.runtime.items()),
-            f"  data       {m.data.source} ({m.data.rows} rows, sha256 {m.data.sha256[:12]}…)",
-            f"  parent     {m.parent_version or '-'}",
-            "",
-            format_metrics(m.metrics),
-        ]
+    grid.add_row("estimator", m.estimator["class"])
+    grid.add_row("target", f"{m.target.name} (transform: {m.target.transform})")
+    grid.add_row("features", feats)
+    for a in m.artifacts:
+        served = "  (served: numpy, no scikit-learn)" if a.format == "npz" else ""
+        grid.add_row(a.key, f"{a.bytes:,} bytes, sha256 {a.sha256}{served}")
+    grid.add_row("runtime", ", ".join(f"{k} {v}" for k, v in m.runtime.items()))
+    grid.add_row("data", f"{m.data.source} ({m.data.rows} rows, sha256 {m.data.sha256[:12]}…)")
+    grid.add_row("parent", m.parent_version or "-")
+    title = Text.assemble((m.name, "bold"), " ", (m.version, "bold green"))
+    title.append(f"  (created {m.created_at})", style="dim")
+    return Group(title, Padding(grid, (0, 0, 0, 2)), Text(), metrics_view(m.metrics))
+
+
+def describe(m: Manifest) -> str:
+    """manifest_view as plain text."""
+    return _plain(manifest_view(m))
+
+
+def run_view(run: dict[str, Any]) -> RenderableType:
+    """A retrain run record (RunRecord.as_dict(), or the retrain function's reply): the decision
+    and its reason, both sets of holdout metrics, and both versions."""
+    status = str(run["status"])
+    head = Text.assemble(
+        f"run {run['run_id']}: ",
+        (status.upper(), STATUS_STYLES.get(status, "bold")),
+        f" - {run['reason']}",
+        no_wrap=True,
+        overflow="ignore",
     )
+    parts: list[RenderableType] = [head]
+    champion = run["champion"].get("holdout") or {}
+    challenger = (run["challenger"].get("metrics") or {}).get("holdout") or {}
+    if champion or challenger:
+        table = _table("holdout", "champion", "challenger")
+        for name in METRICS:
+            table.add_row(
+                name,
+                format_metric(name, champion.get(name)),
+                format_metric(name, challenger.get(name)),
+            )
+        parts.append(table)
+    versions = (
+        f"champion {run['champion'].get('version', '-')}, "
+        f"challenger {run['challenger'].get('version', '-')}"
+    )
+    parts.append(Text(versions, style="dim"))
+    return Group(*parts)
+
+
+def format_run(run: dict[str, Any]) -> str:
+    """run_view as plain text (a str, no colour codes): print it anywhere. For colour on a
+    terminal, print run_view(run) with a rich Console instead."""
+    return _plain(run_view(run))
+
+
+# --- arguments -----------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -253,9 +540,14 @@ def _parser() -> argparse.ArgumentParser:
 
     def registry(p: argparse.ArgumentParser, model: bool = True) -> None:
         p.add_argument("--bucket", help="S3 bucket of the registry (default: $MODEL_BUCKET)")
-        p.add_argument("--alias", default="live", help="alias name (default: live)")
+        p.add_argument(
+            "--alias", default=DEFAULT_ALIAS, help=f"alias name (default: {DEFAULT_ALIAS})"
+        )
         if model:
             p.add_argument("--model", required=True, help="model name, e.g. house-prices")
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print JSON (only JSON) to stdout")
 
     p = command(
         "train", cmd_train, "train and evaluate a model, write model.joblib + manifest.json"
@@ -273,7 +565,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--promote", action="store_true", help="also point the alias at it")
     registry(p, model=False)
 
-    p = command("promote", cmd_promote, "point an alias (default: live) at a published version")
+    p = command(
+        "promote", cmd_promote, f"point an alias (default: {DEFAULT_ALIAS}) at a published version"
+    )
     p.add_argument("--version", required=True, help="version to serve")
     registry(p)
 
@@ -283,7 +577,10 @@ def _parser() -> argparse.ArgumentParser:
     p = command("list", cmd_list, "list models and versions in the bucket")
     p.add_argument("--model", help="only this model")
     p.add_argument("--bucket", help="S3 bucket of the registry (default: $MODEL_BUCKET)")
-    p.add_argument("--alias", default="live", help="alias to mark (default: live)")
+    p.add_argument(
+        "--alias", default=DEFAULT_ALIAS, help=f"alias to mark (default: {DEFAULT_ALIAS})"
+    )
+    json_flag(p)
 
     p = command(
         "retrain",
@@ -301,7 +598,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--floor", type=float, help="absolute bar for the primary metric")
 
-    p = command("show", cmd_show, "show a version's manifest (default: the live one)")
+    p = command("show", cmd_show, f"show a version's manifest (default: the {DEFAULT_ALIAS} one)")
     p.add_argument("--version", help="a version (default: the one the alias points to)")
     registry(p)
+    json_flag(p)
     return parser

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from typing import Any
 import pytest
 
 import tools.local.api
+from tools.local.rie import FunctionProcess
 from tools.local.runner import LocalApi
+from tools.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30  # seconds, for every request
@@ -41,6 +44,9 @@ def handler(event, context):
         raise RuntimeError("boom")
     if path == "/slow":
         time.sleep(5)
+    if path == "/alloc":  # touch every byte of `mib` MiB: the peak RSS must show it
+        block = bytes([1]) * (event["mib"] * 2**20)
+        return {"statusCode": 200, "body": str(len(block))}
     if path == "/binary":
         return {"statusCode": 201, "headers": {"Content-Type": "application/octet-stream"},
                 "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
@@ -426,7 +432,8 @@ def run_cli(project: Path, moto_endpoint: str, *args: str) -> subprocess.Complet
 
 
 def test_invoke_cli_runs_a_cold_start(project: Path, moto_endpoint: str) -> None:
-    event = {"path": "/echo", "httpMethod": "POST", "resource": "/echo", "body": "hey"}
+    event: dict[str, Any] = {"path": "/echo", "httpMethod": "POST", "resource": "/echo"}
+    event["body"] = "hey"
     event |= {"isBase64Encoded": False, "queryStringParameters": None}
     event |= {"multiValueQueryStringParameters": None}
     event["requestContext"] = {"stage": "test", "identity": {"apiKey": None, "sourceIp": "1.2.3.4"}}
@@ -439,6 +446,9 @@ def test_invoke_cli_runs_a_cold_start(project: Path, moto_endpoint: str) -> None
     assert (reply["body"], reply["greeting"], reply["layer"]) == ("hey", "hello", "from-layer")
     assert "[EchoFunction] START RequestId" in result.stderr  # the function's logs are shown
     assert "cold start" in result.stderr
+    report = next(line for line in result.stderr.splitlines() if " REPORT RequestId: " in line)
+    assert "\tCold start: " in report
+    assert "Max Memory Used" not in report
 
 
 def test_invoke_cli_reports_a_function_error(project: Path, moto_endpoint: str) -> None:
@@ -446,3 +456,31 @@ def test_invoke_cli_reports_a_function_error(project: Path, moto_endpoint: str) 
     result = run_cli(project, moto_endpoint, "invoke", "EchoFunction", str(project / "boom.json"))
     assert result.returncode == 1
     assert json.loads(result.stdout)["errorType"] == "RuntimeError"
+
+
+def report_fields(line: str) -> dict[str, float]:
+    """The numbers of a REPORT line: {"Round trip": ms, "Cold start": ms, "Peak RSS": MiB}."""
+    _, *rest = line.split("\t")
+    return {name: float(value.split()[0]) for name, value in (f.split(": ", 1) for f in rest)}
+
+
+def test_report_line_holds_what_the_runner_measured(project: Path) -> None:
+    """Not the RIE's made-up figures (Max Memory Used = the limit, Init Duration ~0.02 ms)."""
+    spec = load_template(project / "template.yaml").functions["EchoFunction"]
+    lines: list[str] = []
+    started = time.perf_counter()
+    with FunctionProcess(spec, log=lines.append) as process:
+        process.invoke({"path": "/alloc", "mib": 0})
+        first_ms = (time.perf_counter() - started) * 1000
+        process.invoke({"path": "/alloc", "mib": 300})  # more than the 256 MB MemorySize
+    reports = [line for line in lines if line.startswith("[EchoFunction] REPORT RequestId: ")]
+    assert len(reports) == 2, lines
+    for made_up in ("Init Duration", "Billed Duration", "Max Memory Used", "Memory Size"):
+        assert not any(made_up in line for line in reports)
+    cold, warm = report_fields(reports[0]), report_fields(reports[1])
+    assert set(cold) == {"Round trip", "Cold start", "Peak RSS"}
+    assert set(warm) == {"Round trip", "Peak RSS"}  # a warm invocation has no cold start
+    # process start -> first reply: the round trip and more, and what this test saw at most
+    assert cold["Round trip"] <= cold["Cold start"] <= first_ms
+    assert cold["Peak RSS"] < 200  # a small handler, whatever the 256 MB limit says
+    assert warm["Peak RSS"] >= cold["Peak RSS"] + 290  # the 300 MiB it touched, measured

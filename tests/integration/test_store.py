@@ -108,7 +108,8 @@ def test_cli_publish_promote_list_show_rollback(
     )
     assert main(["list", "--bucket", bucket]) == 0
     out = capsys.readouterr().out
-    assert f"{second.version}  ridge" in out and "<- live" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith(second.version))
+    assert row[1] == "ridge" and row[-1] == "live"
     assert main(["rollback", "--model", second.name, "--bucket", bucket]) == 0
     assert main(["show", "--model", second.name, "--bucket", bucket]) == 0
     assert read_manifest(trained_dir).version in capsys.readouterr().out

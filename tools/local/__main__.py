@@ -6,7 +6,8 @@
 
 Functions run in their own processes under AWS's Lambda Runtime Interface Emulator (from the
 aws-sam-cli wheel) with `awslambdaric`; S3 is a moto server on 127.0.0.1 with a freshly trained
-model, unless AWS_ENDPOINT_URL is set.
+model (and its data under datasets/<model>/, for a retrain), unless AWS_ENDPOINT_URL is set.
+Function logs go to stderr; each invocation's REPORT line holds the runner's own measurements.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tools.local.loopback import FAKE_CREDENTIALS, port_is_free
 from tools.local.rie import FunctionError
-from tools.local.runner import SEED_CONFIG, LocalApi, invoke_once, runtime_note
+from tools.local.runner import SEED_CONFIG, SEED_WORKDIR, LocalApi, invoke_once, runtime_note
 from tools.local.template import Route, TemplateError
 
 DEFAULT_API_KEY = "local-key"
@@ -48,32 +50,67 @@ def _example_body(events: Path, route: Route) -> str | None:
     return None
 
 
+def _curl(api: LocalApi, route: Route, events: Path) -> str:
+    parts = ["curl", "-s"]
+    body = _example_body(events, route)
+    if route.method not in ("GET", "POST") or (route.method == "POST" and body is None):
+        parts += ["-X", route.method]
+    if route.api_key_required and api.api_key:
+        parts += ["-H", f"x-api-key: {api.api_key}"]
+    if body is not None:
+        parts += ["-H", "Content-Type: application/json", "-d", body]
+    parts.append(f"{api.url}{route.path}")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _exports(api: LocalApi) -> str:
+    """The variables that point `python -m training` (boto3) at this S3 and bucket."""
+    variables = {"AWS_ENDPOINT_URL": api.endpoint, "MODEL_BUCKET": api.bucket}
+    if api.own_s3:
+        variables |= FAKE_CREDENTIALS  # moto takes any; boto3 will not sign without some
+    return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
+
+
 def _print_startup(api: LocalApi, template: Path) -> None:
-    print(f"Local API for {template} (no Docker)", flush=True)
+    print(f"Local API for {template} on {api.url} (no Docker)", flush=True)
     print(f"  {runtime_note(api.app)}")
-    print(f"  S3: {api.endpoint}  bucket {api.bucket}")
+    s3 = "a moto server started for this session" if api.own_s3 else "from AWS_ENDPOINT_URL"
+    print(f"  S3: {api.endpoint} ({s3}), bucket {api.bucket}")
     print("  routes:")
     for route in api.app.routes:
         lock = "  (x-api-key)" if route.api_key_required and api.api_key else ""
         print(f"    {route.method:6} {api.url}{route.path} -> {route.function_id}{lock}")
-    print("  try:")
+    print("  try, in another shell:")
     events = template.resolve().parent / "events"
     shown: set[str] = set()
     for route in api.app.routes:
         if route.method in shown:  # one example per method is enough
             continue
         shown.add(route.method)
-        parts = ["curl", "-s", "-X", route.method, f"{api.url}{route.path}"]
-        if route.api_key_required and api.api_key:
-            parts += ["-H", f"x-api-key: {api.api_key}"]
-        body = _example_body(events, route)
-        if body is not None:
-            parts += ["-H", "Content-Type: application/json", "-d", body]
-        print("    " + " ".join(shlex.quote(p) for p in parts))
-    print("Ctrl-C to stop.", flush=True)
+        print("    " + _curl(api, route, events))
+    print("  the training CLI against this S3 and bucket, in another shell:")
+    print("    " + _exports(api))
+    print("    .venv/bin/python -m training list")
+    print("Ctrl-C to stop. Function logs and requests follow (stderr).", flush=True)
+
+
+def _port_taken(port: int) -> str | None:
+    """One line saying so if 127.0.0.1:`port` is taken, with a free one to use instead."""
+    if port == 0 or port_is_free(port):
+        return None
+    other = next((p for p in range(port + 1, min(port + 100, 65536)) if port_is_free(p)), 0)
+    hint = f"make serve PORT={other}" if other else "make serve PORT=<a free port>"
+    return (
+        f"error: 127.0.0.1:{port} is already in use (another `make serve`?); "
+        f"stop it or choose another port: {hint}"
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
+    taken = _port_taken(args.port)  # before anything is trained or started
+    if taken:
+        print(taken, file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -84,6 +121,7 @@ def serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         built=args.built,
         seed=None if args.no_seed else SEED_CONFIG,
+        seed_workdir=args.workdir,
         concurrency=args.concurrency,
         shell_env=os.environ,
     ) as api:
@@ -104,6 +142,7 @@ def invoke(args: argparse.Namespace) -> int:
             env_vars=args.env_vars,
             built=args.built,
             seed=None if args.no_seed else SEED_CONFIG,
+            seed_workdir=args.workdir,
             shell_env=os.environ,
         )
     except FunctionError as exc:
@@ -131,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     common.add_argument(
         "--no-seed", action="store_true", help="do not train and publish a model to the local S3"
+    )
+    common.add_argument(
+        "--workdir",
+        type=Path,
+        default=SEED_WORKDIR,
+        help=f"where the seeded model is trained (default {SEED_WORKDIR.name}/)",
     )
     p_serve = sub.add_parser("serve", parents=[common], help="serve the API routes on 127.0.0.1")
     p_serve.add_argument("--port", type=int, default=3000)

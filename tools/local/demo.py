@@ -3,20 +3,33 @@
 Everything runs on this machine and talks only to 127.0.0.1: a moto S3 server, the template's API
 served by the Docker-free runner (each function in its own process under AWS's Lambda Runtime
 Interface Emulator), and the retrain function invoked with the scheduled event in events/.
+
+The output is the story: each step, the metrics, each request with its status and a short
+answer, the retrain's decision. The functions' own logs (START/END/REPORT lines, JSON log lines,
+EMF metrics) and the local API's access lines are printed only with VERBOSE=1
+(`make demo VERBOSE=1`, or --verbose); if the demo fails, their last lines are printed anyway.
+
+    python -m tools.local.demo [--verbose] [--workdir .demo]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import signal
 import sys
 import time
+import traceback
 import urllib.error
 import urllib.request
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from tools.local.rie import print_log
 from tools.local.runner import LocalApi
 from tools.local.s3server import create_bucket, moto_server, use_endpoint
 from tools.local.template import DEFAULT_BUCKET
@@ -25,50 +38,205 @@ from training.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = DEFAULT_BUCKET  # what events/env.json points the functions at
+MODEL = "house-prices"
 CONFIG = ROOT / "training" / "configs" / "house_prices.toml"
 DATA = ROOT / "training" / "data" / "windsor_housing.csv"
+FIRST_ROWS = 400  # the champion is trained on the first 400 sales; the data drop has all of them
 EVENTS = ROOT / "events"
 API_KEY = "demo-key"
+STEPS = 8
+REQUEST_TIMEOUT = 60  # seconds per HTTP request (the first one waits for a cold start)
+RETRAIN_TIMEOUT = 300  # seconds for the retrain's reply (the template allows 900)
 
 
-def step(title: str) -> None:
-    print(f"\n=== {title}", flush=True)
+class DemoFailed(Exception):
+    """A step did not give what the demo expects; the message says which and what came back."""
+
+
+class FunctionLogs:
+    """Where the functions' logs and the API's access lines go: stderr with --verbose, else a
+    short buffer, printed only if the demo fails."""
+
+    def __init__(self, verbose: bool, keep: int = 60):
+        self.verbose = verbose
+        self.tail: deque[str] = deque(maxlen=keep)
+
+    def __call__(self, line: str) -> None:
+        if self.verbose:
+            print_log(line)
+        else:
+            self.tail.append(line)
+
+    def dump(self) -> None:
+        if self.verbose or not self.tail:
+            return
+        print(f"the last {len(self.tail)} function log lines:", file=sys.stderr)
+        for line in self.tail:
+            print(f"  {line}", file=sys.stderr)
+        print("(all of them: make demo VERBOSE=1)", file=sys.stderr, flush=True)
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(number: int, title: str) -> None:
+    say(f"\n[{number}/{STEPS}] {title}")
 
 
 def run(argv: list[str]) -> None:
+    """`python -m training ...` in this process; its output is part of the story."""
     code = cli(argv)
     if code:
-        sys.exit(code)
+        raise DemoFailed(f"`python -m training {' '.join(argv[:1])}` exited with {code}")
+
+
+def first_rows(source: Path, rows: int, out: Path) -> tuple[Path, int]:
+    """The header and the first `rows` records of `source` (one record per line), as a file in
+    `out`; also the number of records in `source`."""
+    lines = source.read_text().splitlines(keepends=True)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{source.stem}-first-{rows}.csv"
+    path.write_text("".join(lines[: rows + 1]))
+    return path, len(lines) - 1
 
 
 def event_body(name: str) -> bytes:
     return str(json.loads((EVENTS / f"{name}.json").read_text())["body"]).encode()
 
 
-def call(url: str, body: bytes | None = None) -> tuple[int, Any]:
-    """One request with the API key; (status, parsed JSON reply), 4xx/5xx included."""
-    headers = {"x-api-key": API_KEY, "content-type": "application/json"}
+def call(url: str, body: bytes | None = None, key: str | None = API_KEY) -> tuple[int, Any, float]:
+    """One request; (status, parsed JSON reply, milliseconds), 4xx/5xx included."""
+    headers = {"content-type": "application/json"} | ({"x-api-key": key} if key else {})
     request = urllib.request.Request(url, data=body, headers=headers)
+    started = time.perf_counter()
     try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read())
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as reply:
+            status, data = reply.status, reply.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        with error:
+            status, data = error.code, error.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    try:
+        parsed = json.loads(data or b"null")
+    except ValueError:
+        parsed = data.decode(errors="replace")
+    return status, parsed, elapsed
 
 
-def show_predictions(title: str, status: int, reply: Any) -> None:
-    if status != 200:
-        print(f"{title}: HTTP {status}  {json.dumps(reply)}")
-        return
-    prices = ", ".join(f"{p:,.0f}" for p in reply["predictions"])
-    print(f"{title}: HTTP {status}  model {reply['model']['version']}  predictions [{prices}]")
+def error_answer(reply: dict[str, Any]) -> str:
+    error = reply.get("error")
+    if not isinstance(error, dict):  # API Gateway's own shape: {"message": ...}
+        return str(reply.get("message", reply))
+    details = error.get("details") or []
+    where = ""
+    if details and isinstance(details[0], dict):
+        first = details[0]
+        where = f" ({first.get('field')}, row {first.get('row')}: {first.get('message')})"
+    return f"{error.get('code')}: {error.get('message')}{where}"
 
 
-def serve_and_retrain(endpoint: str) -> None:
+def answer(path: str, status: int, reply: Any) -> str:
+    """A short answer for one line: predictions, the model, health, or the error."""
+    if not isinstance(reply, dict):
+        text = str(reply)
+    elif status >= 400:
+        text = error_answer(reply)
+    elif path == "/predict":
+        shown = ", ".join(f"{p:,.0f}" for p in reply["predictions"][:4])
+        more = ", ..." if len(reply["predictions"]) > 4 else ""
+        text = f"model {reply['model']['version']}  predictions [{shown}{more}]"
+    elif path == "/model":
+        kind = (reply.get("estimator") or {}).get("kind", "?")
+        text = f"{reply.get('name')} {reply.get('version')} ({kind})"
+    elif path == "/health":
+        text = f"{reply.get('status')}, model {(reply.get('model') or {}).get('version')}"
+    else:
+        text = json.dumps(reply)
+    return text[:160]
+
+
+def show(method: str, path: str, what: str, result: tuple[int, Any, float], note: str = "") -> None:
+    """One request: method, path, what was sent, status, time, answer."""
+    status, reply, ms = result
+    extra = f"  ({note})" if note else ""
+    head = f"  {method:<4} {path:<8} {what:<29} {status}  {ms:>6,.0f} ms"
+    say(f"{head}  {answer(path, status, reply)}{extra}")
+
+
+def expect(result: tuple[int, Any, float], status: int, what: str) -> Any:
+    if result[0] != status:
+        raise DemoFailed(f"{what}: expected HTTP {status}, got {result[0]}: {result[1]!r:.300}")
+    return result[1]
+
+
+def requests(url: str) -> None:
+    """Step 5: the events in events/, a request without the key, /health and /model."""
+    step(5, "requests (bodies from events/; the first starts PredictFunction: a cold start)")
+    for i, name in enumerate(("predict", "predict_batch")):
+        result = call(url + "/predict", event_body(name))
+        show("POST", "/predict", f"{name}.json", result, "cold start" if i == 0 else "")
+        expect(result, 200, f"POST /predict with events/{name}.json")
+    result = call(url + "/predict", event_body("predict_missing_feature"))
+    show("POST", "/predict", "predict_missing_feature.json", result)
+    expect(result, 422, "POST /predict with a missing feature")
+    result = call(url + "/predict", event_body("predict"), key=None)
+    show("POST", "/predict", "without x-api-key", result, "API Gateway's own answer")
+    expect(result, 403, "POST /predict without the API key")
+    result = call(url + "/health", key=None)
+    show("GET", "/health", "(open: no key)", result)
+    expect(result, 200, "GET /health")
+    result = call(url + "/model")
+    show("GET", "/model", "", result)
+    expect(result, 200, "GET /model")
+
+
+def retrain(api: LocalApi, endpoint: str) -> dict[str, Any]:
+    """Step 6: a new data file in the bucket, then RetrainFunction with the scheduled event."""
+    step(6, f"a new data drop (all the sales, not only the first {FIRST_ROWS}), then a retrain")
+    key = f"datasets/{MODEL}/{DATA.name}"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    s3.upload_file(str(DATA), BUCKET, key)
+    say(f"  put training/data/{DATA.name} -> s3://{BUCKET}/{key}")
+    say("  invoke RetrainFunction with events/retrain_schedule.json (a new process: a cold start)")
+    schedule = json.loads((EVENTS / "retrain_schedule.json").read_text())
+    started = time.perf_counter()
+    record = api.invoke("RetrainFunction", schedule, timeout=RETRAIN_TIMEOUT)
+    elapsed = time.perf_counter() - started
+    if not isinstance(record, dict) or "status" not in record:
+        # The handler raises after writing its run record; the runtime replies with the error.
+        raise DemoFailed(f"the retrain failed: {json.dumps(record)[:500]}")
+    say(f"  RetrainFunction answered in {elapsed:.1f} s:")
+    say(format_run(record))
+    if record["status"] == "promoted":
+        say(f"decision: promoted; alias live -> {record['challenger']['version']}")
+    elif record["status"] == "rejected":
+        say(f"decision: rejected; alias live stays on {record['champion']['version']}")
+    else:
+        raise DemoFailed(f"the retrain ended {record['status']}: {record.get('error')}")
+    return record
+
+
+def wait_for_version(url: str, version: str, seconds: float = 15.0) -> None:
+    """Step 7: poll GET /model until the warm container serves `version` (bounded)."""
+    step(7, "the warm PredictFunction picks up the live version (no restart)")
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        result = call(url + "/model")
+        if result[0] == 200 and result[1].get("version") == version:
+            waited = time.monotonic() - started
+            show("GET", "/model", f"after {waited:.1f} s", result, "MODEL_REFRESH_SECONDS=1")
+            return
+        time.sleep(0.5)
+    raise DemoFailed(f"the warm container did not serve {version} within {seconds:g} s")
+
+
+def serve_and_retrain(endpoint: str, logs: FunctionLogs) -> None:
     env_vars = json.loads((EVENTS / "env.json").read_text())
     # Warm containers re-check the alias every MODEL_REFRESH_SECONDS (300 deployed); 1 s here so
     # the demo can show the promoted model being picked up without a restart.
     env_vars["PredictFunction"]["MODEL_REFRESH_SECONDS"] = "1"
+    step(4, "start the template's API on 127.0.0.1 (Docker-free: functions under the Lambda RIE)")
     with LocalApi(
         ROOT / "template.yaml",
         env_vars=env_vars,
@@ -77,74 +245,82 @@ def serve_and_retrain(endpoint: str) -> None:
         s3_endpoint=endpoint,
         seed=None,
         concurrency=2,
+        log=logs,
     ) as api:
-        step(f"the local API is up on {api.url} (the first request is a cold start)")
-        show_predictions(
-            "POST /predict  events/predict.json", *call(api.url + "/predict", event_body("predict"))
-        )
-        show_predictions(
-            "POST /predict  events/predict_batch.json",
-            *call(api.url + "/predict", event_body("predict_batch")),
-        )
-        status, reply = call(api.url + "/predict", event_body("predict_missing_feature"))
-        print(f"POST /predict  events/predict_missing_feature.json: HTTP {status}")
-        print(f"  {json.dumps(reply)}")
-        status, reply = call(api.url + "/model")
-        print(f"GET  /model: HTTP {status}  version {reply.get('version')}")
-
-        step(f"a new data drop: {DATA.name} -> s3://{BUCKET}/datasets/house-prices/")
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.upload_file(str(DATA), BUCKET, f"datasets/house-prices/{DATA.name}")
-        step("retraining: RetrainFunction invoked with events/retrain_schedule.json")
-        schedule = json.loads((EVENTS / "retrain_schedule.json").read_text())
-        record = api.invoke("RetrainFunction", schedule)
-        if not isinstance(record, dict) or "status" not in record:
-            # The handler raises after writing its run record; the runtime replies with the error.
-            print(f"the retrain failed: {json.dumps(record)}")
-            sys.exit(1)
-        print(format_run(record))
-        if record["status"] == "promoted":
-            wait_for_version(api.url, record["challenger"]["version"])
+        say(f"  {api.url}  (API key {API_KEY!r}; routes from template.yaml)")
+        requests(api.url)
+        record = retrain(api, endpoint)
+        live = record["challenger" if record["status"] == "promoted" else "champion"]["version"]
+        wait_for_version(api.url, live)
 
 
-def wait_for_version(url: str, version: str, seconds: float = 15.0) -> None:
-    """Poll GET /model until the warm container serves `version` (bounded)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status, reply = call(url + "/model")
-        if status == 200 and reply.get("version") == version:
-            print(f"GET  /model: HTTP 200  the warm container now serves {version}")
-            return
-        time.sleep(0.5)
-    print(f"the warm container did not pick up {version} within {seconds:g} s")
-    sys.exit(1)
-
-
-def demo() -> int:
-    out = ROOT / ".demo" / "house-prices"
-    step("starting a local S3 (moto server on 127.0.0.1)")
+def demo(workdir: Path, logs: FunctionLogs) -> None:
+    out = workdir / MODEL
+    first, total = first_rows(DATA, FIRST_ROWS, workdir)
+    step(1, "start a local S3 (a moto server on 127.0.0.1)")
     with moto_server() as endpoint:
         use_endpoint(endpoint)
         create_bucket(endpoint, BUCKET)
-        print(f"S3 endpoint {endpoint}, bucket {BUCKET}")
-        step(f"training the house-price model on training/data/{DATA.name}")
-        run(["train", "--config", str(CONFIG), "--out", str(out)])
-        step("publishing (upload, verify sha256) and promoting to alias 'live'")
+        say(f"  {endpoint}, bucket {BUCKET}")
+        step(
+            2,
+            f"train on the first {FIRST_ROWS} of the {total} sales in training/data/{DATA.name} "
+            "(all come in step 6)",
+        )
+        run(["train", "--config", str(CONFIG), "--data", str(first), "--out", str(out)])
+        step(3, "publish (upload, verify sha256) and promote to alias 'live'")
         run(["publish", str(out), "--bucket", BUCKET, "--promote"])
-        serve_and_retrain(endpoint)
-        step("the registry after the retrain")
-        run(["list", "--model", "house-prices", "--bucket", BUCKET])
-    step("done: the local API and the local S3 are stopped")
-    print(
-        "Serve it yourself:  make serve    (http://127.0.0.1:3000, API key 'local-key')\n"
+        serve_and_retrain(endpoint, logs)
+        step(8, "the registry after the retrain")
+        run(["list", "--model", MODEL, "--bucket", BUCKET])
+    say("\ndone: the local API and the local S3 are stopped.")
+    say(
+        "Serve it yourself:  make serve    (http://127.0.0.1:3000, API key 'local-key'; "
+        "PORT=... for another port)\n"
         "then, in another terminal:\n"
         "  curl -s -H 'x-api-key: local-key' -H 'content-type: application/json' \\\n"
         f"       -d '{event_body('predict').decode()}' \\\n"
         "       http://127.0.0.1:3000/predict\n"
-        "  curl -s http://127.0.0.1:3000/health"
+        "  curl -s http://127.0.0.1:3000/health\n"
+        "The functions' own logs: make demo VERBOSE=1"
     )
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds the with-blocks: functions and S3 are stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.local.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=os.environ.get("VERBOSE", "").strip().lower() not in ("", "0", "false", "no"),
+        help="also print the functions' logs (default: $VERBOSE)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / ".demo", help="where the model is trained"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    logs = FunctionLogs(args.verbose)
+    try:
+        demo(args.workdir, logs)
+    except DemoFailed as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr, flush=True)
+        logs.dump()
+        return 1
+    except Exception:
+        traceback.print_exc()
+        logs.dump()
+        return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(demo())
+    sys.exit(main())

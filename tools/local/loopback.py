@@ -26,8 +26,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether 127.0.0.1:port can be bound now (checked before anything slow starts)."""
+    """Whether 127.0.0.1:port can be bound now (checked before anything slow starts).
+
+    With SO_REUSEADDR, as the local API's server binds: a port a listener holds is taken, one
+    with only connections in TIME_WAIT (from a server just stopped) is free.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -7,6 +7,18 @@ environment: a fresh one is a cold start, later invocations are warm.
 The RIE serves one invocation at a time: a second concurrent POST makes it panic ("ReserveFailed:
 AlreadyReserved", then a nil-pointer crash that kills the process). So each process is used by one
 caller at a time, and `FunctionPool` scales out to several processes, as Lambda does.
+
+The RIE's REPORT line makes its figures up ("Max Memory Used" is the memory limit, "Init
+Duration" a few hundredths of a millisecond beside a seconds-long cold start), so the runner drops
+it and logs its own, with the same RequestId and only what it measured:
+
+    REPORT RequestId: <id>  Round trip: <ms>  Cold start: <ms>  Peak RSS: <MiB>
+
+Round trip: the invocation's POST to the RIE until its reply, as the runner timed it. Cold start
+(the first invocation of a process only): from starting the RIE process until that first reply.
+Peak RSS: the runtime process's high-water mark (VmHWM in /proc/<pid>/status) so far, as Lambda's
+"Max Memory Used" is the environment's; left out where /proc cannot tell. Memory limits are not
+enforced locally.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -38,11 +51,57 @@ HOST_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 LogSink = Callable[[str], None]
 _print_lock = threading.Lock()
+REPORT_PREFIX = "REPORT RequestId: "
+START_PREFIX = "START RequestId: "
+# The fields of the RIE's REPORT line that are not measured, or not measured as Lambda does.
+MADE_UP_FIELDS = frozenset(
+    {"Init Duration", "Duration", "Billed Duration", "Memory Size", "Max Memory Used"}
+)
+REPORT_WAIT = 1.0  # seconds to wait for the RIE's REPORT line after a reply (it comes ~1 ms later)
 
 
 def print_log(line: str) -> None:
     with _print_lock:
         print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the runner measured for one invocation (see the module's docstring)."""
+
+    round_trip_ms: float
+    cold_start_ms: float | None = None
+    peak_rss_bytes: int | None = None
+
+
+def report_line(rie_line: str | None, measured: Measured, request_id: str | None = None) -> str:
+    """The runner's REPORT line in place of the RIE's: the RIE's RequestId and any field it does
+    not make up (e.g. "Status: timeout"), then the runner's own figures, tab-separated."""
+    kept: list[str] = []
+    if rie_line is not None:
+        head, *rest = rie_line.rstrip().split("\t")
+        request_id = head.removeprefix(REPORT_PREFIX).strip() or request_id
+        kept = [f for f in rest if f.strip() and f.split(":", 1)[0].strip() not in MADE_UP_FIELDS]
+    figures = [f"Round trip: {measured.round_trip_ms:.2f} ms"]
+    if measured.cold_start_ms is not None:
+        figures.append(f"Cold start: {measured.cold_start_ms:.2f} ms")
+    if measured.peak_rss_bytes is not None:
+        figures.append(f"Peak RSS: {measured.peak_rss_bytes / 2**20:.1f} MiB")
+    return "\t".join([f"{REPORT_PREFIX}{request_id or '-'}", *figures, *kept])
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """The peak resident set size of process `pid` (VmHWM), or None if /proc cannot tell."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            value, _, unit = line.split(":", 1)[1].strip().partition(" ")
+            if unit.strip() == "kB" and value.isdigit():
+                return int(value) * 1024
+    return None
 
 
 class FunctionError(RuntimeError):
@@ -140,11 +199,20 @@ class FunctionProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.cold_start_ms: float | None = None  # process start to first reply, once replied
+        self._started_at = 0.0
+        # One invocation at a time: the REPORT line the RIE prints for it, matched by RequestId.
+        self._report_lock = threading.Lock()
+        self._report_seen = threading.Event()
+        self._armed = False
+        self._request_id: str | None = None
+        self._rie_report: str | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         binary = rie_binary()
         for attempt in range(3):  # a free port can be taken between probe and bind: retry
             port, api_port = free_port(), free_port()
+            self._started_at, self.cold_start_ms = time.perf_counter(), None
             command = [
                 str(binary),
                 "--log-level",
@@ -180,31 +248,78 @@ class FunctionProcess:
                     raise
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        """Stream the function's logs (and the RIE's START/END/REPORT lines) with a prefix."""
+        """Stream the function's logs (and the RIE's START/END lines) with a prefix; the RIE's
+        REPORT line goes to `invoke`, which logs the runner's own in its place."""
         assert proc.stdout is not None
         for raw in proc.stdout:
-            self.log(f"[{self.name}] {raw.decode(errors='replace').rstrip()}")
+            text = raw.decode(errors="replace").rstrip()
+            if text.startswith(REPORT_PREFIX):
+                self._take_report(text)
+                continue
+            if text.startswith(START_PREFIX):
+                with self._report_lock:
+                    if self._armed:
+                        self._request_id = text.removeprefix(START_PREFIX).split()[0]
+            self.log(f"[{self.name}] {text}")
+
+    def _take_report(self, text: str) -> None:
+        request_id = text.split("\t", 1)[0].removeprefix(REPORT_PREFIX).strip()
+        with self._report_lock:
+            # A REPORT for an invocation the runner is not timing (one that outlived its wait)
+            # holds only made-up figures: it is dropped.
+            if self._armed and request_id == self._request_id:
+                self._rie_report = text
+                self._report_seen.set()
+
+    def _arm(self) -> None:
+        with self._report_lock:
+            self._armed, self._request_id, self._rie_report = True, None, None
+            self._report_seen.clear()
+
+    def _report(self, sent: float) -> None:
+        """Log the runner's REPORT line for the invocation whose POST went out at `sent`."""
+        replied = time.perf_counter()
+        cold = None
+        if self.cold_start_ms is None:
+            cold = self.cold_start_ms = (replied - self._started_at) * 1000
+        self._report_seen.wait(REPORT_WAIT)
+        with self._report_lock:
+            self._armed = False
+            rie_line, request_id = self._rie_report, self._request_id
+        peaks = [p for pid in self._runtime_pids() if (p := peak_rss_bytes(pid)) is not None]
+        measured = Measured((replied - sent) * 1000, cold, max(peaks) if peaks else None)
+        self.log(f"[{self.name}] {report_line(rie_line, measured, request_id)}")
+
+    def _runtime_pids(self) -> list[int]:
+        return _children(self.proc.pid) if self.proc is not None else []
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def invoke(self, event: Any) -> Any:
-        """Invoke once and return the parsed response; FunctionError if the function failed."""
+    def invoke(self, event: Any, timeout: float | None = None) -> Any:
+        """Invoke once and return the parsed response; FunctionError if the function failed.
+
+        `timeout`: seconds to wait for the reply (default: the function's timeout, which the
+        RIE enforces, plus a margin for a slow cold start).
+        """
         if not self.alive:
             raise FunctionError(f"{self.name}: the function process is not running")
         request = urllib.request.Request(
             self.url + INVOKE_PATH, data=json.dumps(event).encode(), method="POST"
         )
+        wait = timeout if timeout is not None else self.spec.timeout + 10
+        self._arm()
+        sent = time.perf_counter()
         try:
-            # The RIE enforces the function's timeout; the margin covers a slow cold start.
-            with urllib.request.urlopen(request, timeout=self.spec.timeout + 10) as response:
+            with urllib.request.urlopen(request, timeout=wait) as response:
                 body = response.read()
         except urllib.error.HTTPError as error:
             # e.g. 502 when the runtime fails to start (an import error): the RIE itself is fine
             # and starts the runtime again on the next invocation.
             with error:
                 detail = error.read().decode(errors="replace")
+            self._report(sent)
             try:
                 payload = json.loads(detail)
             except ValueError:
@@ -212,8 +327,11 @@ class FunctionProcess:
             message = f"{self.name}: HTTP {error.code} from the RIE: {detail}"
             raise FunctionError(message, payload) from None
         except OSError as exc:
+            with self._report_lock:
+                self._armed = False
             self.stop()  # a hung or crashed environment is not reused
             raise FunctionError(f"{self.name}: invocation failed: {exc}") from exc
+        self._report(sent)
         try:
             payload = json.loads(body)
         except ValueError:
@@ -323,10 +441,10 @@ class FunctionPool:
                     self._all.remove(process)
             self._cond.notify()
 
-    def invoke(self, event: Any) -> Any:
+    def invoke(self, event: Any, timeout: float | None = None) -> Any:
         process = self._acquire()
         try:
-            return process.invoke(event)
+            return process.invoke(event, timeout)
         finally:
             self._release(process)
 

@@ -46,9 +46,21 @@ def runtime_note(app: App) -> str:
     )
 
 
+def starts_own_s3(endpoint: str | None) -> bool:
+    """Whether `local_s3(endpoint, ...)` starts a moto server (no endpoint, no AWS_ENDPOINT_URL)."""
+    return not (endpoint or os.environ.get("AWS_ENDPOINT_URL"))
+
+
 @contextmanager
-def local_s3(endpoint: str | None, bucket: str, seed: Path | None) -> Iterator[str]:
-    """`endpoint`, else $AWS_ENDPOINT_URL, else a fresh moto server seeded with `seed`'s model."""
+def local_s3(
+    endpoint: str | None,
+    bucket: str,
+    seed: Path | None,
+    workdir: Path = SEED_WORKDIR,
+    log: LogSink = print_log,
+) -> Iterator[str]:
+    """`endpoint`, else $AWS_ENDPOINT_URL, else a fresh moto server seeded with `seed`'s model
+    (trained in `workdir`), its data under datasets/<model>/ for a retrain."""
     endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
     if endpoint:
         yield endpoint
@@ -57,9 +69,9 @@ def local_s3(endpoint: str | None, bucket: str, seed: Path | None) -> Iterator[s
         if seed is not None:
             for name, value in FAKE_CREDENTIALS.items():
                 os.environ.setdefault(name, value)  # boto3 must sign, moto ignores what
-            print_log(f"[local] training {seed.name} and publishing it to s3://{bucket} ...")
-            version = seed_registry(endpoint, bucket, seed, SEED_WORKDIR)
-            print_log(f"[local] promoted version {version}")
+            log(f"[local] training {seed.name} and publishing it to s3://{bucket} ...")
+            version = seed_registry(endpoint, bucket, seed, workdir)
+            log(f"[local] promoted version {version}")
         yield endpoint
 
 
@@ -92,6 +104,7 @@ class LocalApi:
         built: bool = False,
         s3_endpoint: str | None = None,
         seed: Path | None = SEED_CONFIG,
+        seed_workdir: Path = SEED_WORKDIR,
         concurrency: int = 4,
         shell_env: Mapping[str, str] | None = None,
         log: LogSink = print_log,
@@ -101,6 +114,8 @@ class LocalApi:
         self.api_key = api_key or None
         self.s3_endpoint = s3_endpoint
         self.seed = seed
+        self.seed_workdir = seed_workdir
+        self.own_s3 = False  # whether the S3 endpoint is a moto server this runner started
         self.concurrency = concurrency
         self.log = log
         self.bucket = model_bucket(self.app)
@@ -116,7 +131,9 @@ class LocalApi:
         assert self.server is not None, "use LocalApi as a context manager"
         return f"http://127.0.0.1:{self.server.port}"
 
-    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+    def invoke(self, function_id: str, event: dict[str, Any], timeout: float | None = None) -> Any:
+        """Invoke a function of the template in one of its execution environments (a new one
+        is a cold start); `timeout` caps the wait for the reply (see FunctionProcess.invoke)."""
         with self._lock:  # one pool per function, made on its first request
             if self._closed:
                 raise FunctionError("the local API is stopping")
@@ -127,12 +144,13 @@ class LocalApi:
                     spec, size=self.concurrency, s3_endpoint=self.endpoint, log=self.log
                 )
                 self._pools[function_id] = pool
-        return pool.invoke(event)
+        return pool.invoke(event, timeout)
 
     def __enter__(self) -> Self:
         try:
+            self.own_s3 = starts_own_s3(self.s3_endpoint)
             self.endpoint = self._stack.enter_context(
-                local_s3(self.s3_endpoint, self.bucket, self.seed)
+                local_s3(self.s3_endpoint, self.bucket, self.seed, self.seed_workdir, self.log)
             )
             try:
                 self.server = LocalApiServer(
@@ -175,20 +193,25 @@ def invoke_once(
     built: bool = False,
     s3_endpoint: str | None = None,
     seed: Path | None = SEED_CONFIG,
+    seed_workdir: Path = SEED_WORKDIR,
     shell_env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    log: LogSink = print_log,
 ) -> tuple[Any, float]:
     """Start a fresh execution environment (a cold start), invoke it once, stop it.
 
     Returns (response, milliseconds from process start to response); raises FunctionError.
+    `timeout` caps the wait for the reply (default: the function's Timeout plus a margin).
     """
     app = _load(template, env_vars, built, shell_env)
     if function_id not in app.functions:
         known = ", ".join(app.functions) or "none"
         raise KeyError(f"no function {function_id!r} in {template} (functions: {known})")
-    with local_s3(s3_endpoint, model_bucket(app, function_id), seed) as endpoint:
+    bucket = model_bucket(app, function_id)
+    with local_s3(s3_endpoint, bucket, seed, seed_workdir, log) as endpoint:
         spec = app.functions[function_id]
         started = time.perf_counter()
-        with FunctionProcess(spec, s3_endpoint=endpoint) as process:
-            response = process.invoke(event)
+        with FunctionProcess(spec, s3_endpoint=endpoint, log=log) as process:
+            response = process.invoke(event, timeout)
             elapsed = (time.perf_counter() - started) * 1000
     return response, elapsed
