@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_cold, bench_http, bench_memory, bench_size, bench_warm
+from benchmarks import bench_cold, bench_faults, bench_http, bench_memory, bench_size, bench_warm
 from benchmarks.common import ROOT, load_average, machine, seeded_registry
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -20,6 +20,8 @@ TARGETS = {
     "cold": "process start to first prediction <= 800 ms median",
     "warm": "one-row handler p50 <= 200 us; 10,000-row batch >= 500,000 rows/s",
     "memory": "peak RSS <= 300 MB",
+    "faults": "a cold start that cannot reach S3 answers 503 within 3 s; a warm container adds no "
+    "latency while S3 hangs or refuses",
 }
 
 
@@ -118,6 +120,34 @@ def http_section(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+def faults_section(f: dict[str, Any]) -> list[str]:
+    lines = [
+        (bench_faults.__doc__ or "").split("\n\n")[0].replace("\n", " "),
+        "",
+        "| cold start, S3 ... | status | median ms | max ms |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, g in f["cold"].items():
+        status = ", ".join(map(str, g["status"]))
+        lines.append(f"| {name} | {status} | {g['median_ms']:.0f} | {g['max_ms']:.0f} |")
+    lines += ["", "| warm, S3 ... | status | p50 us | p99 us | p50 / healthy p50 |"]
+    lines += ["| --- | --- | ---: | ---: | ---: |"]
+    for name, g in f["warm"].items():
+        ratio = g.get("p50_ratio_to_healthy")
+        lines.append(
+            f"| {name} | {', '.join(map(str, g['status']))} | {g['p50_us']:.0f} "
+            f"| {g['p99_us']:.0f} | {'' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    worst = max(g["max_ms"] for name, g in f["cold"].items() if name != "healthy")
+    slowest = max(g.get("p50_ratio_to_healthy", 0.0) for g in f["warm"].values())
+    lines += [
+        "",
+        f"Targets: cold 503 within 3 s {_met(worst <= 3000)} (slowest {worst:.0f} ms); warm "
+        f"p50 no worse than healthy (+20% noise) {_met(slowest <= 1.2)}.",
+    ]
+    return lines
+
+
 def main() -> None:
     started = time.monotonic()
     load_before = load_average()
@@ -135,6 +165,7 @@ def main() -> None:
         run("Cold start", "bench_cold", cold_section, cold)
         run("Memory", "bench_memory", memory_section, bench_memory.main(endpoint))
         run("HTTP (local API)", "bench_http", http_section, bench_http.main(endpoint))
+        run("S3 faults", "bench_faults", faults_section, bench_faults.main(endpoint))
     run("Warm handler", "bench_warm", warm_section, bench_warm.main())
 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -5,11 +5,8 @@ are measured by benchmarks/bench_faults.py; these tests prove the behaviour."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -20,46 +17,13 @@ from sklambda.serving import MIN_PHASE_SECONDS, ModelHolder
 from sklambda.settings import ServingSettings
 from sklambda.store import SERVING_S3_CONFIG, ModelStore
 from tests.helpers import load_event
-from tools.local.loopback import free_port
+from tools.local.loopback import HangingServer, free_port
 
 pytestmark = pytest.mark.integration
 
 LIVENESS = (
     30  # seconds: a request that has not returned by then is stuck (boto3's defaults: minutes)
 )
-
-
-class HangingS3:
-    """A TCP server on 127.0.0.1 that accepts every connection and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.accepted:
-            conn.close()
-
-
-@contextmanager
-def hanging_s3() -> Iterator[HangingS3]:
-    server = HangingS3()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class Clock:
@@ -115,7 +79,7 @@ def live(store: ModelStore, trained_dir: Any) -> str:
 
 
 def test_cold_start_with_s3_hanging_answers_503_after_one_bounded_retry(holder, lambda_context):
-    with hanging_s3() as s3:
+    with HangingServer() as s3:
         holder.endpoint = s3.url
         status, body, reply = invoke(lambda_context)
         assert status == 503 and body["error"]["code"] == "model_unavailable"
@@ -137,7 +101,7 @@ def test_warm_container_answers_from_its_model_while_s3_hangs(
 ):
     holder.endpoint = s3_endpoint
     assert invoke(lambda_context)[0] == 200
-    with hanging_s3() as s3:
+    with HangingServer() as s3:
         holder.endpoint = s3.url
         holder.clock.now += 60  # the alias re-check is due
         status, body, _ = invoke(lambda_context)
@@ -175,7 +139,7 @@ def test_warm_container_backs_off_while_s3_refuses(holder, live, s3_endpoint, la
 
 
 def test_a_cold_start_with_too_little_time_left_answers_503_without_trying(holder, lambda_context):
-    with hanging_s3() as s3:
+    with HangingServer() as s3:
         holder.endpoint = s3.url
         lambda_context.get_remaining_time_in_millis = lambda: int(MIN_PHASE_SECONDS * 1000) - 1
         status, body, _ = invoke(lambda_context)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,6 +128,11 @@ def test_functions_with_globals_parameters_and_layers(template: Path) -> None:
     assert (other.timeout, other.memory_size, other.layer_dirs) == (900, 128, ())
 
 
+# What SAM CLI's IntrinsicResolver makes of `!GetAtt Bucket.Arn` once `!Ref Bucket` is the local
+# bucket (as with `sam local --parameter-overrides Bucket=local-models`).
+SAM_ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{DEFAULT_BUCKET}"
+
+
 def test_environment_values_are_resolved_like_sam_local(template: Path) -> None:
     env = load_template(template).functions["PredictFunction"].environment
     assert env == {
@@ -133,10 +141,10 @@ def test_environment_values_are_resolved_like_sam_local(template: Path) -> None:
         "MODEL_BUCKET": DEFAULT_BUCKET,  # !Ref to a bucket: the local bucket's name
         "MODEL_NAME": "house-prices",
         "MODEL_VERSION": "",
-        "QUEUE": "",  # a resource with no local stand-in
-        "ARN": "",  # !GetAtt is not resolved
+        "QUEUE": "Queue",  # sam local: !Ref to another resource is its logical id
+        "ARN": SAM_ARN,  # sam local: a made-up Lambda ARN, whatever the resource
         "PREFIX": "models/house-prices/us-east-1",
-        "UNRESOLVED_SUB": "",
+        "UNRESOLVED_SUB": f"{SAM_ARN}/models",
         "FLAG": "true",
         "COUNT": "3",
     }
@@ -242,3 +250,101 @@ def test_env_vars_file_must_map_names_to_objects(tmp_path: Path) -> None:
     with pytest.raises(TemplateError):
         load_env_vars(bad)
     assert load_env_vars(None) == {}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sam_cli_failures_become_template_errors(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="not found"):
+        load_template(tmp_path / "missing.yaml")
+    with pytest.raises(TemplateError, match="parse"):
+        load_template(write(tmp_path, "Resources: [\n"))
+    invalid = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src, Handler: a.b, Events: {E: {Type: Api, Properties: {Path: /x}}}}
+"""
+    with pytest.raises(TemplateError, match="Method"):  # SAM's own validation
+        load_template(write(tmp_path, invalid))
+
+
+def test_conditions_are_evaluated_and_what_cannot_run_is_refused(tmp_path: Path) -> None:
+    conditional = """
+Parameters:
+  Big: {Type: String, Default: "false"}
+Conditions:
+  IsBig: !Equals [!Ref Big, "true"]
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src, Handler: a.b, MemorySize: !If [IsBig, 2048, 512]}
+"""
+    path = write(tmp_path, conditional)
+    assert load_template(path).functions["Fn"].memory_size == 512
+    assert load_template(path, parameters={"Big": "true"}).functions["Fn"].memory_size == 2048
+    imported = conditional.replace("!If [IsBig, 2048, 512]", "!ImportValue shared-memory")
+    with pytest.raises(TemplateError, match="MemorySize"):
+        load_template(write(tmp_path, imported))
+    inline = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {InlineCode: "def h(e, c): pass", Handler: index.h, Runtime: python3.12}
+"""
+    with pytest.raises(TemplateError, match="CodeUri"):
+        load_template(write(tmp_path, inline))
+
+
+def test_sam_warnings_are_collected_not_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        """
+Resources:
+  Layer:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: "s3://bucket/layer.zip"}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties: {CodeUri: src, Handler: a.b, Layers: [!Ref Layer]}
+""",
+    )
+    app = load_template(path)
+    assert app.functions["Fn"].layer_dirs == ()
+    assert any("S3 location" in warning for warning in app.warnings)  # SAM CLI's own warning
+    assert capsys.readouterr().err == ""
+
+
+def test_importing_reads_no_sam_code_and_loading_stays_on_the_machine(tmp_path: Path) -> None:
+    """The types are cheap to import; a load opens no connection and resolves no host name."""
+    root = Path(__file__).resolve().parents[2]
+    script = """
+import socket, sys
+import tools.local.template as template
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"samcli", "samtranslator", "cfnlint"})
+assert not heavy, heavy
+seen = []
+def audit(event, args):
+    if event in ("socket.connect", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo"):
+        seen.append((event, args[1] if event != "socket.getaddrinfo" else args[0]))
+sys.addaudithook(audit)
+app = template.load_template(sys.argv[1])
+assert app.functions and app.routes, app
+assert not seen, seen
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(root / "template.yaml")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

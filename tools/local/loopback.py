@@ -1,10 +1,12 @@
-"""Loopback helpers shared by the local tooling, the SAM CLI check and the benchmarks: a free
-port on 127.0.0.1, waiting for a server to answer, and the dummy credentials a local S3 needs."""
+"""Loopback helpers shared by the local tooling, the SAM CLI check, the benchmarks and the tests:
+a free port on 127.0.0.1, waiting for a server to answer, a server that hangs (fault injection),
+and the dummy credentials a local S3 needs."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,3 +58,30 @@ def wait_for_http(
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+class HangingServer:
+    """A TCP server on 127.0.0.1 that accepts every connection and never answers: an S3 that
+    hangs. Use as a context manager; `accepted` counts the connections it swallowed."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True, name="hanging-server").start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed
+                return
+            self.accepted.append(conn)
+
+    def __enter__(self) -> HangingServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()

@@ -43,30 +43,30 @@ class _EnvSettings(BaseModel):
 class ServingSettings(_EnvSettings):
     """The predict function's configuration (PredictFunction in template.yaml)."""
 
-    bucket: str = Field("", validation_alias="MODEL_BUCKET")
-    model_name: str = Field("", validation_alias="MODEL_NAME")
-    alias: str = Field(DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
+    bucket: str = Field(default="", validation_alias="MODEL_BUCKET")
+    model_name: str = Field(default="", validation_alias="MODEL_NAME")
+    alias: str = Field(default=DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
     version: str = Field(
-        "", validation_alias="MODEL_VERSION", description="pin a version; ignores alias"
+        default="", validation_alias="MODEL_VERSION", description="pin a version; ignores alias"
     )
-    refresh_seconds: float = Field(300.0, validation_alias="MODEL_REFRESH_SECONDS", ge=0)
-    max_rows: int = Field(10_000, validation_alias="MAX_BATCH_ROWS", gt=0)
+    refresh_seconds: float = Field(default=300.0, validation_alias="MODEL_REFRESH_SECONDS", ge=0)
+    max_rows: int = Field(default=10_000, validation_alias="MAX_BATCH_ROWS", gt=0)
     # Under Lambda's 6 MB invoke limit with room for the event around the body: a bigger body
     # never reaches the function (API Gateway answers 502), so ours must be the one that says 413.
-    max_body_bytes: int = Field(5_000_000, validation_alias="MAX_BODY_BYTES", gt=0)
-    cache_dir: Path = Field(Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
+    max_body_bytes: int = Field(default=5_000_000, validation_alias="MAX_BODY_BYTES", gt=0)
+    cache_dir: Path = Field(default=Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
     # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
     # "joblib": always the pickle.
-    model_format: Literal["auto", "joblib"] = Field("auto", validation_alias="MODEL_FORMAT")
+    model_format: Literal["auto", "joblib"] = Field(default="auto", validation_alias="MODEL_FORMAT")
 
 
 class RetrainSettings(_EnvSettings):
     """The retrain function's configuration (RetrainFunction in template.yaml)."""
 
-    bucket: str = Field("", validation_alias="MODEL_BUCKET")
-    model: str = Field("", validation_alias="MODEL_NAME")
-    alias: str = Field(DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
-    tolerance: float = Field(0.01, validation_alias="PROMOTION_TOLERANCE", ge=0)
+    bucket: str = Field(default="", validation_alias="MODEL_BUCKET")
+    model: str = Field(default="", validation_alias="MODEL_NAME")
+    alias: str = Field(default=DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
+    tolerance: float = Field(default=0.01, validation_alias="PROMOTION_TOLERANCE", ge=0)
     # None (an empty variable): the model config's promotion_floor / baseline_margin.
-    floor: float | None = Field(None, validation_alias="PROMOTION_FLOOR")
-    baseline_margin: float | None = Field(None, validation_alias="BASELINE_MARGIN", ge=0)
+    floor: float | None = Field(default=None, validation_alias="PROMOTION_FLOOR")
+    baseline_margin: float | None = Field(default=None, validation_alias="BASELINE_MARGIN", ge=0)
