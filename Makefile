@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requirements*.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate build serve invoke bench sam-local-test clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate checkov build serve invoke bench sam-local-test clean
 
 help:
 	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions (VERBOSE=1: logs)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make validate  sam validate, sam validate --lint and cfn-lint on template.yaml"
+	@echo "make checkov   checkov on template.yaml (its own venv, no network; skips are inline)"
 	@echo "make build   sam build (no Docker, no local python3.12 needed)"
 	@echo "make serve   the template's API on http://127.0.0.1:3000 (PORT=...; Docker-free, moto S3)"
 	@echo "make invoke FUNCTION=PredictFunction EVENT=events/predict.json   one cold invoke"
@@ -80,6 +81,26 @@ validate: venv
 	$(SAM_ENV) sam validate
 	$(SAM_ENV) sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
+
+# checkov in its own venv: its boto3 pin conflicts with SAM CLI's. Offline but for PyPI: no
+# platform API key (so no upload), --skip-download and BC_SKIP_MAPPING (no policy metadata from
+# the platform), CKV_SKIP_PACKAGE_UPDATE_CHECK (no version check). Each skip is in the template,
+# with its reason, in the resource's Metadata (checkov: skip: [{id, comment}]).
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-checkov.txt | cut -c1-12)
+CHECKOV_ENV := env -u BC_API_KEY -u PRISMA_API_URL CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
+	BC_SKIP_MAPPING=TRUE LOG_LEVEL=WARNING
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@echo "==> setting up $(CHECKOV_VENV) for checkov (first run only: about a minute)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@rm -f $(CHECKOV_VENV)/.installed-*
+	@touch $@
+
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_ENV) $(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+		--skip-download --compact --quiet
 
 build: venv
 	$(SAM_ENV) sam build

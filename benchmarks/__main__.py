@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_cold, bench_faults, bench_http, bench_memory, bench_size, bench_warm
+from benchmarks import (
+    bench_cold,
+    bench_faults,
+    bench_http,
+    bench_init,
+    bench_memory,
+    bench_size,
+    bench_warm,
+)
 from benchmarks.common import ROOT, load_average, machine, seeded_registry
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -148,6 +156,38 @@ def faults_section(f: dict[str, Any]) -> list[str]:
     return lines
 
 
+def init_section(f: dict[str, Any]) -> list[str]:
+    paragraphs = (bench_init.__doc__ or "").split("\n\n")
+    lines = [paragraphs[0].replace("\n", " "), "", paragraphs[1].strip().replace("\n", " "), ""]
+    lines += [
+        f"Seconds, wall (CPU); load average (1, 5, 15 min) {f['load']}.",
+        "",
+        "| rows x columns | CSV MiB | features | estimator, CV folds | init | read + validate "
+        "| train (CV, final fit, write) | total | CV R² | holdout R² |",
+        "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    sizes = [f[f"rows_{rows}"] for rows in bench_init.SIZES]
+    for g in sizes:
+        cells = [f"{g[p + '_s']:.1f} ({g[p + '_cpu_s']:.1f})" for p in ("init", "read", "train")]
+        total = f"{g['total_s']:.1f} ({g['total_cpu_s']:.1f})"
+        lines.append(
+            f"| {g['rows']:,} x {g['columns']} | {g['csv_mib']:.1f} | {g['features']} "
+            f"| {g['estimator']}, {g['cv_folds']} | {' | '.join(cells)} | {total} "
+            f"| {g['cv_r2']:.4f} | {g['holdout_r2']:.4f} |"
+        )
+    small, large = sizes[0], sizes[-1]
+    growth = ", ".join(
+        f"{name} {large[p + '_cpu_s'] / small[p + '_cpu_s']:.0f}x"
+        for name, p in (("init", "init"), ("read", "read"), ("train", "train"), ("total", "total"))
+    )
+    lines += [
+        "",
+        f"{large['rows'] / small['rows']:.0f}x the rows, in CPU time: {growth} "
+        f"({small['cv_folds']} then {large['cv_folds']} CV folds).",
+    ]
+    return lines
+
+
 def main() -> None:
     started = time.monotonic()
     load_before = load_average()
@@ -167,6 +207,7 @@ def main() -> None:
         run("HTTP (local API)", "bench_http", http_section, bench_http.main(endpoint))
         run("S3 faults", "bench_faults", faults_section, bench_faults.main(endpoint))
     run("Warm handler", "bench_warm", warm_section, bench_warm.main())
+    run("init + train (generated wide tables)", "bench_init", init_section, bench_init.main())
 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from sklambda.config import ModelConfig, parse_config
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 HOUSE_CONFIG = ROOT / "training" / "configs" / "house_prices.toml"
@@ -19,6 +23,48 @@ UNSEEN_CSV = "size,kind,floor,rent\n" + "".join(
     f"{500 + i * 31 + (i % 3) * 120}\n"
     for i in range(60)
 )
+
+
+# A rents table with missing cells, and its config: see tests/unit/test_missing_values.py.
+RENT_KINDS = ("flat", "house", "loft")
+RENT_HEATINGS = ("electric", "gas", "oil")
+
+
+def rents_csv(rows: int = 240, heating_missing: bool = True, seed: int = 3) -> str:
+    """Rents with a required category (kind), an optional category (heating: missing cells cost
+    300 a month), an optional integer (floor: missing cells add 200) and an optional boolean."""
+    rng = np.random.default_rng(seed)
+    lines = ["size,kind,heating,floor,garden,rent"]
+    for i in range(rows):
+        size = 30 + (i * 7) % 90
+        kind = RENT_KINDS[i % 3]
+        heating = "" if heating_missing and i % 5 == 0 else RENT_HEATINGS[(i // 3) % 3]
+        floor = "" if i % 6 == 1 else str(i % 4)
+        garden = "" if i % 11 == 2 else ("yes" if i % 2 else "no")
+        rent = 8.0 * size + {"flat": 0, "house": 150, "loft": 90}[kind]
+        rent += {"": -300, "electric": 0, "gas": 60, "oil": 20}[heating]
+        rent += 200 if floor == "" else 25 * int(floor)
+        rent += 40 if garden == "yes" else 0
+        rent += rng.normal(0, 5)
+        lines.append(f"{size},{kind},{heating},{floor},{garden},{rent:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def rents_config(**changes: Any) -> ModelConfig:
+    raw: dict[str, Any] = {
+        "name": "rents",
+        "target": {"name": "rent"},
+        "features": [
+            {"name": "size", "type": "number"},
+            {"name": "kind", "type": "category"},
+            {"name": "heating", "type": "category", "required": False},
+            {"name": "floor", "type": "integer", "required": False},
+            {"name": "garden", "type": "boolean", "required": False},
+        ],
+        "evaluation": {"cv_folds": 3},
+    }
+    raw.update(changes)
+    return parse_config(raw)
 
 
 def load_event(name: str) -> dict[str, Any]:

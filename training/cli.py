@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
@@ -36,14 +36,22 @@ from sklambda.config import load_config
 from sklambda.data import load_dataset
 from sklambda.errors import RegistryError, SklambdaError
 from sklambda.manifest import Manifest
+from sklambda.names import NameKind, validate_name
 from sklambda.settings import DEFAULT_ALIAS
+from sklambda.signing import Signer, Verifier
 from sklambda.store import ModelStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+    from training.infer import Inference
 
 DESCRIPTION = """\
 Train a scikit-learn model from a CSV and a TOML config, then publish it to the S3 model
 registry that the predict function serves from.
 
 typical flow:
+  python -m training init --data rents.csv --target rent --out training/configs/rents.toml
   python -m training train --config training/configs/house_prices.toml --out artifacts/house-prices
   python -m training publish artifacts/house-prices --bucket my-models
   python -m training promote --model house-prices --version <version> --bucket my-models
@@ -51,10 +59,14 @@ typical flow:
 
 The bucket comes from --bucket or $MODEL_BUCKET. Set AWS_ENDPOINT_URL to use a local S3
 (a moto server) instead of AWS; on 127.0.0.1 or localhost it needs no credentials.
+With --signing-key or $MODEL_SIGNING_KEY_ID (a KMS key id, ARN or alias), publish and retrain
+sign each version they publish, and promote, rollback and retrain refuse a version whose
+signature does not verify.
 """
 
 METRICS = ("r2", "rmse", "mae", "mape")
-RATIO_METRICS = ("r2", "mape")
+LOG_METRICS = ("r2_log", "rmse_log")  # a log target's metrics on the model's log scale
+RATIO_METRICS = ("r2", "mape", *LOG_METRICS)  # unitless: 4 decimals
 PLAIN_WIDTH = 160  # output to a file or pipe: no terminal to take the width from
 STATUS_STYLES = {
     "promoted": "bold green",
@@ -64,13 +76,25 @@ STATUS_STYLES = {
 }
 
 
+# Arguments that become S3 keys, checked before anything is read or written.
+NAMED_ARGUMENTS: dict[str, NameKind] = {
+    "model": "model name",
+    "version": "version",
+    "alias": "alias",
+    "dataset_key": "dataset key",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        for attribute, kind in NAMED_ARGUMENTS.items():
+            if getattr(args, attribute, None) is not None:
+                validate_name(kind, getattr(args, attribute))
         result: int = args.run(args)
         return result
     except SklambdaError as exc:
-        _fail(exc.one_line())
+        _fail(*exc.lines())  # a data error: one line per broken column
     except (ClientError, EndpointConnectionError) as exc:
         _fail(s3_error_message(exc, _bucket_name(args) or "?"))
     except NoCredentialsError:
@@ -112,9 +136,13 @@ def _show(console: Console, renderable: RenderableType) -> None:
         console.file.flush()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, *more: str) -> None:
+    """One line, "error: ..."; each of `more` (a data error's broken columns) indented below."""
+    console = _console(stderr=True)
     line = Text.assemble(("error:", "bold red"), " ", " ".join(message.split()))
-    _console(stderr=True).print(line, soft_wrap=True)
+    console.print(line, soft_wrap=True)
+    for detail in more:
+        console.print(Text("  " + " ".join(detail.split())), soft_wrap=True)
 
 
 def _say(console: Console, message: str) -> None:
@@ -224,6 +252,35 @@ def _store(args: argparse.Namespace) -> ModelStore:
     return ModelStore(client, bucket)
 
 
+def _signing_key(args: argparse.Namespace) -> str:
+    return str(getattr(args, "signing_key", None) or os.environ.get("MODEL_SIGNING_KEY_ID") or "")
+
+
+def _signer(args: argparse.Namespace) -> Signer | None:
+    """A signer when a signing key is given; publishing without one writes unsigned versions."""
+    key = _signing_key(args)
+    return Signer(_kms(), key) if key else None
+
+
+def _verifier(args: argparse.Namespace) -> Verifier | None:
+    """With a signing key, refuse versions whose signature does not verify (unsigned ones are
+    allowed: the functions decide with REQUIRE_SIGNED_MODELS)."""
+    key = _signing_key(args)
+    return Verifier(key, require=False, kms=_kms) if key else None
+
+
+def _kms() -> KMSClient:
+    import boto3
+
+    credentials = local_s3_credentials(os.environ)  # a loopback endpoint serves KMS as well
+    return boto3.client(
+        "kms",
+        region_name=credentials.get("region_name"),
+        aws_access_key_id=credentials.get("aws_access_key_id"),
+        aws_secret_access_key=credentials.get("aws_secret_access_key"),
+    )
+
+
 def _require_model(store: ModelStore, name: str) -> None:
     """A typo in --model names the models there, instead of an alias or version not found (and
     before retrain writes a run record under the wrong name)."""
@@ -237,6 +294,37 @@ def _require_model(store: ModelStore, name: str) -> None:
 
 
 # --- commands ------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from training.infer import default_out, write_config  # scipy: imported for init only
+
+    console = _console()
+    data = Path(args.data)
+    out = Path(args.out) if args.out else default_out(data)
+    _say(console, f"reading {data}")
+    inference = write_config(
+        data, args.target, out=out, task=args.task, force=args.force, name=args.name
+    )
+    _show(console, init_view(inference))
+    console.print()
+    kept, left = len(inference.features), len(inference.columns) - len(inference.features) - 1
+    _say(
+        console,
+        f"wrote {out}: model {inference.name}, {kept} features, {left} column(s) left out, "
+        f"{inference.estimator.kind}",
+    )
+    for warning in inference.warnings:
+        console.print(Text.assemble(("warning:", "bold yellow"), " ", warning), soft_wrap=True)
+    if inference.task == "classification":
+        console.print(
+            f'note: task = "classification" with the classes listed in {out}: `train` refuses '
+            "this config until classification lands (issue 13)",
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"next: python -m training train --config {out}", soft_wrap=True)
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -264,9 +352,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     store = _store(args)
     _say(console, f"publishing {args.folder} to s3://{store.bucket}")
     with _status(console, "uploading and verifying"):
-        manifest = store.publish(Path(args.folder))
+        signer = _signer(args)
+        manifest = store.publish(Path(args.folder), signer)
     sha = manifest.artifact.sha256[:12]
-    _say(console, f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…)")
+    signed = f", signed with {signer.key_id}" if signer else ", unsigned"
+    _say(
+        console,
+        f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…{signed})",
+    )
     if args.promote:
         record = store.promote(manifest.name, manifest.version, args.alias)
         previous = record.previous or "none"
@@ -278,7 +371,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     store = _store(args)
     _require_model(store, args.model)
-    record = store.promote(args.model, args.version, args.alias)
+    record = store.promote(args.model, args.version, args.alias, verifier=_verifier(args))
     previous = record.previous or "none"
     _say(_console(), f"{args.model}: alias {args.alias} -> {record.version} (previous: {previous})")
     return 0
@@ -287,7 +380,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     store = _store(args)
     _require_model(store, args.model)
-    record = store.rollback(args.model, args.alias)
+    record = store.rollback(args.model, args.alias, _verifier(args))
     _say(_console(), f"{args.model}: alias {args.alias} rolled back to {record.version}")
     return 0
 
@@ -365,7 +458,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
     source = args.dataset_key or f"datasets/{args.model}/"
     _say(console, f"retraining {args.model} from s3://{store.bucket}/{source}")
-    record = Retrainer(store, log=log).run(request)
+    record = Retrainer(store, log=log, signer=_signer(args), verifier=_verifier(args)).run(request)
     console.print()
     _show(console, run_view(record.as_dict()))
     return 1 if record.status == "failed" else 0
@@ -388,8 +481,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def format_metric(name: str, value: float | None) -> str:
-    """The one number format of every table: ratios (r2, mape) to 4 decimals, errors in the
-    target's units (rmse, mae) to 1 decimal with thousands separators; "-" when missing."""
+    """The one number format of every table: ratios (r2, mape) and log-scale figures (r2_log,
+    rmse_log) to 4 decimals, errors in the target's units (rmse, mae) to 1 decimal with
+    thousands separators; "-" when missing."""
     if value is None:
         return "-"
     return f"{value:.4f}" if name in RATIO_METRICS else f"{value:,.1f}"
@@ -405,26 +499,42 @@ def _table(*headers: str) -> Table:
 
 
 def metrics_view(metrics: dict[str, Any]) -> RenderableType:
-    """CV mean and sd and the holdout, per metric, and what predicting the mean scores on the
-    same holdout when the manifest has it; the primary metric in bold."""
-    baseline = metrics.get("baseline")
-    table = _table("metric", "cv mean", "cv sd", "holdout", *(["baseline"] if baseline else []))
-    for name in METRICS:
+    """CV mean and sd and the holdout, per metric (for a log target also on the log scale), what
+    predicting the mean scores on the same holdout and the shipped model's in-sample fit when
+    the manifest has them; the primary metric in bold."""
+    baseline, fit = metrics.get("baseline"), metrics.get("fit")
+    extra = (["baseline"] if baseline else []) + (["in-sample"] if fit else [])
+    table = _table("metric", "cv mean", "cv sd", "holdout", *extra)
+    for name in [*METRICS, *(n for n in LOG_METRICS if n in metrics["cv"])]:
         cv = metrics["cv"][name]
         table.add_row(
             name,
             format_metric(name, cv["mean"]),
             format_metric(name, cv["sd"]),
-            format_metric(name, metrics["holdout"][name]),
+            format_metric(name, metrics["holdout"].get(name)),
             *([format_metric(name, baseline.get(name))] if baseline else []),
+            *([format_metric(name, fit.get(name))] if fit else []),
             style="bold" if name == metrics.get("primary") else None,
         )
-    note = (
-        f"{metrics['cv_folds']}-fold CV on {metrics.get('rows', '?')} rows; model fitted on "
-        f"{metrics['train_rows']}, holdout {metrics['holdout_rows']}"
-        + ("; baseline: predicting the training mean" if baseline else "")
+    rows, fitted = metrics.get("rows", "?"), (fit or {}).get("rows")
+    if fit and fitted == metrics.get("rows") != metrics["train_rows"]:  # final_fit all_rows
+        shipped = (
+            f"holdout {metrics['holdout_rows']}, scored by a fit on the other "
+            f"{metrics['train_rows']}; the shipped model refitted on all {fitted} rows"
+        )
+    else:
+        shipped = f"model fitted on {metrics['train_rows']}, holdout {metrics['holdout_rows']}"
+    columns = (["baseline: predicting the training mean"] if baseline else []) + (
+        ["in-sample: the shipped model on the rows it was fitted on"] if fit else []
     )
-    return Group(table, Text(note, style="dim"))
+    notes = [f"{metrics['cv_folds']}-fold CV on {rows} rows; {shipped}", "; ".join(columns)]
+    scales = metrics.get("scales", {})
+    if any(n in scales for n in LOG_METRICS):
+        notes.append(
+            f"{', '.join(n for n in LOG_METRICS if n in scales)} on {scales[LOG_METRICS[0]]}; "
+            f"the others on {scales['r2']}"
+        )
+    return Group(table, Text("\n".join(n for n in notes if n), style="dim"))
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -513,6 +623,8 @@ def run_view(run: dict[str, Any]) -> RenderableType:
         f"challenger {run['challenger'].get('version', '-')}"
     )
     parts.append(Text(versions, style="dim"))
+    if run["champion"].get("scored_on") == "recorded_holdout":  # fitted on every row
+        parts.append(Text(f"champion scored by {run['champion']['scoring']}", style="dim"))
     return Group(*parts)
 
 
@@ -520,6 +632,37 @@ def format_run(run: dict[str, Any]) -> str:
     """run_view as plain text (a str, no colour codes): print it anywhere. For colour on a
     terminal, print run_view(run) with a rich Console instead."""
     return _plain(run_view(run))
+
+
+INIT_STYLES = {"feature": "green", "target": "bold"}
+
+
+def init_view(inference: Inference) -> RenderableType:
+    """One row per CSV column: the type its values read as, the share of empty cells, its
+    levels or range, and what the config does with it (feature, target, or why left out)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column("column", style="cyan", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("missing", justify="right", no_wrap=True)
+    table.add_column("levels or range", no_wrap=True, max_width=60)
+    table.add_column("decision", no_wrap=True)
+    for c in inference.columns:
+        decision = c.decision if c.decision in INIT_STYLES else f"left out: {c.decision}"
+        if c.transform == "log":
+            decision += " (log)"
+        table.add_row(
+            c.name or '""',
+            c.kind,
+            c.empty_share,
+            c.described,
+            Text(decision, style=INIT_STYLES.get(c.decision, "yellow")),
+        )
+    return Group(table, Text(f"estimator {inference.estimator.kind}: {inference.estimator.why}"))
+
+
+def format_init(inference: Inference) -> str:
+    """init_view as plain text."""
+    return _plain(init_view(inference))
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -538,16 +681,41 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(run=func)
         return p
 
-    def registry(p: argparse.ArgumentParser, model: bool = True) -> None:
+    def registry(p: argparse.ArgumentParser, model: bool = True, signing: str = "") -> None:
+        """The registry's options; `signing`: what --signing-key is for, when the command
+        signs or verifies."""
         p.add_argument("--bucket", help="S3 bucket of the registry (default: $MODEL_BUCKET)")
         p.add_argument(
             "--alias", default=DEFAULT_ALIAS, help=f"alias name (default: {DEFAULT_ALIAS})"
         )
         if model:
             p.add_argument("--model", required=True, help="model name, e.g. house-prices")
+        if signing:
+            p.add_argument(
+                "--signing-key",
+                help=f"KMS key (id, ARN or alias) to {signing} (default: $MODEL_SIGNING_KEY_ID)",
+            )
 
     def json_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print JSON (only JSON) to stdout")
+
+    p = command(
+        "init",
+        cmd_init,
+        "write a commented config for a CSV: column types, empty cells, columns left out and "
+        "why, the target's transform, an estimator",
+    )
+    p.add_argument("--data", required=True, help="CSV file with a header row")
+    p.add_argument("--target", required=True, help="the column to predict")
+    p.add_argument(
+        "--task",
+        choices=("regression", "classification"),
+        default="regression",
+        help="regression (default) or classification (train takes it from issue 13 on)",
+    )
+    p.add_argument("--out", help="config file to write (default: configs/<CSV name>.toml)")
+    p.add_argument("--name", help="model name (default: the --out file's name)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     p = command(
         "train", cmd_train, "train and evaluate a model, write model.joblib + manifest.json"
@@ -563,16 +731,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("publish", cmd_publish, "upload a trained folder as a new immutable version")
     p.add_argument("folder", help="folder written by `train`")
     p.add_argument("--promote", action="store_true", help="also point the alias at it")
-    registry(p, model=False)
+    registry(p, model=False, signing="sign the version with")
 
     p = command(
         "promote", cmd_promote, f"point an alias (default: {DEFAULT_ALIAS}) at a published version"
     )
     p.add_argument("--version", required=True, help="version to serve")
-    registry(p)
+    registry(p, signing="verify the version's signature with")
 
     p = command("rollback", cmd_rollback, "point an alias back to the version it had before")
-    registry(p)
+    registry(p, signing="verify the version's signature with")
 
     p = command("list", cmd_list, "list models and versions in the bucket")
     p.add_argument("--model", help="only this model")
@@ -588,7 +756,7 @@ def _parser() -> argparse.ArgumentParser:
         "retrain from the bucket's datasets/<model>/ with the champion's config; "
         "promote only if not worse",
     )
-    registry(p)
+    registry(p, signing="verify the champion and sign the challenger with")
     p.add_argument("--dataset-key", help="one CSV key instead of every CSV under datasets/<model>/")
     p.add_argument(
         "--tolerance",

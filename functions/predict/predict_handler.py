@@ -1,12 +1,16 @@
 """Predict API: Powertools resolver, routes and observability over the sklambda core."""
 
+import functools
+import json
 import warnings
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -14,12 +18,15 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import api
+from sklambda import api, openapi
 from sklambda.errors import SklambdaError
 from sklambda.model import LoadedModel
 from sklambda.serving import ModelHolder, health
 from sklambda.settings import ServingSettings
 from sklambda.store import SERVING_S3_CONFIG, ModelStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
 
 # GET /model and /health publish no metrics by design; Powertools would warn on each empty flush.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -36,13 +43,19 @@ OPENAPI: dict[str, Any] = {
 }
 KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 app.configure_openapi(**OPENAPI)
-app.enable_swagger(path="/swagger", **OPENAPI)
+# Swagger UI is our own route (below): it shows the document made for the served model.
+SWAGGER_UI = Path(swagger_ui.__file__).parent  # Powertools' copy: no CDN, nothing fetched
 
 settings = ServingSettings.from_env()
 
 
 def _store() -> ModelStore:
     return ModelStore(boto3.client("s3", config=SERVING_S3_CONFIG), settings.bucket)
+
+
+def _kms() -> "KMSClient":
+    # GetPublicKey is on the cold-start path too: the same short timeouts and single retry.
+    return boto3.client("kms", config=SERVING_S3_CONFIG)
 
 
 def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None:
@@ -64,7 +77,9 @@ def _on_refresh_error(exc: Exception) -> None:
     logger.warning("model refresh failed; keeping the current model", extra={"error": str(exc)})
 
 
-holder = ModelHolder(settings, _store, on_load=_on_load, on_refresh_error=_on_refresh_error)
+holder = ModelHolder(
+    settings, _store, on_load=_on_load, on_refresh_error=_on_refresh_error, kms_factory=_kms
+)
 
 
 def _error(description: str) -> OpenAPIResponse:
@@ -72,6 +87,15 @@ def _error(description: str) -> OpenAPIResponse:
         "description": description,
         "content": {"application/json": {"model": api.ErrorResponse}},
     }
+
+
+# The body as documented. The route runs without Powertools' validation, so nothing is injected
+# and the parameter needs a default; the served document marks the body required all the same.
+PredictBody = Annotated[api.PredictRequest, Body(openapi_examples=api.PREDICT_EXAMPLES)]
+FORBIDDEN: OpenAPIResponse = {
+    "description": "missing or wrong x-api-key (answered by API Gateway, in its own shape)",
+    "content": {"application/json": {"model": api.GatewayError}},
+}
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -90,17 +114,18 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
             "content": {"application/json": {"model": api.PredictResponse}},
         },
         400: _error("malformed JSON or unknown format"),
-        403: {"description": "missing or wrong x-api-key (answered by API Gateway)"},
+        403: FORBIDDEN,
         413: _error("too many rows or bytes"),
         415: _error("not application/json"),
-        422: _error("values that do not fit the feature schema"),
+        422: _error(
+            "values that do not fit the feature schema, or (far outside the training range) "
+            "give no finite prediction"
+        ),
         503: _error("model unavailable; retry after Retry-After seconds"),
     },
 )
 @tracer.capture_method
-def predict(
-    body: Annotated[api.PredictRequest | None, Body(openapi_examples=api.PREDICT_EXAMPLES)] = None,
-) -> Response[str]:
+def predict(body: PredictBody = None) -> Response[str]:  # type: ignore[assignment]
     event = app.current_event
     body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
     reply = api.predict(holder, event.headers, body_bytes)
@@ -114,8 +139,11 @@ def predict(
     enable_validation=False,
     security=KEYED,
     responses={
-        200: {"description": "the manifest: version, metrics, feature schema, runtime"},
-        403: {"description": "missing or wrong x-api-key (answered by API Gateway)"},
+        200: {
+            "description": "the manifest: version, metrics, feature schema, runtime",
+            "content": {"application/json": {"model": api.ModelInfo}},
+        },
+        403: FORBIDDEN,
         503: _error("model unavailable"),
     },
 )
@@ -128,7 +156,10 @@ def model() -> Response[str]:
     summary="Ready or not, and why",
     enable_validation=False,
     responses={
-        200: {"content": {"application/json": {"model": api.HealthResponse}}},
+        200: {
+            "description": "ready, and which model",
+            "content": {"application/json": {"model": api.HealthResponse}},
+        },
         503: {
             "description": "not ready, and why",
             "content": {"application/json": {"model": api.HealthResponse}},
@@ -140,9 +171,50 @@ def healthcheck() -> Response[str]:
     return _json(200 if state["status"] == "ready" else 503, state)
 
 
+@functools.cache
+def _static_document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
+    return document
+
+
+def _document() -> dict[str, Any]:
+    """The OpenAPI document; POST /predict's body as the served model takes it when a model
+    loads, else (no model: every POST /predict is a 503) the static description."""
+    try:
+        served = holder.get()
+    except SklambdaError:
+        return openapi.without_model(_static_document())
+    label = f"{served.manifest.name} {served.manifest.version}"
+    return openapi.for_model(
+        _static_document(), served.schema, settings.max_rows, label, api.EXAMPLE_RECORD
+    )
+
+
+# Served by ApiDocsFunction (template.yaml), and only when EnableApiDocs is true.
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
-def openapi() -> Response[str]:
-    return Response(200, "application/json", app.get_openapi_json_schema())
+def openapi_document() -> Response[str]:
+    return _json(200, _document())
+
+
+@functools.cache
+def _swagger_assets() -> tuple[str, str]:
+    """Swagger UI's script and style sheet (1.7 MB), read once per container."""
+    return (
+        (SWAGGER_UI / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (SWAGGER_UI / "swagger-ui.min.css").read_text(encoding="utf-8"),
+    )
+
+
+@app.get("/swagger", summary="Swagger UI", include_in_schema=False)
+def swagger() -> Response[str]:
+    document = {**_document(), "servers": [{"url": app._get_base_path() or "/"}]}
+    html = swagger_ui.generate_swagger_html(
+        api.dump_json(document).replace("</", "<\\/"),  # no "</script>" inside the script
+        *_swagger_assets(),
+        "",  # no base URL: the script and style sheet are inlined, as Powertools does
+        None,
+    )
+    return Response(200, "text/html", html)
 
 
 @app.exception_handler(SklambdaError)

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda.retrain import Retrainer, RunRecord, request_from_event
 from sklambda.settings import RetrainSettings
+from sklambda.signing import Signer, Verifier
 from sklambda.store import ModelStore
 
 logger = Logger()
@@ -39,7 +40,10 @@ def _emit(record: RunRecord) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = request_from_event(event, settings)
     store = ModelStore(boto3.client("s3"), settings.bucket)
-    record = Retrainer(store, log=_log_phase).run(request)
+    key = settings.signing_key_id
+    signer = Signer(boto3.client("kms"), key) if key else None
+    verifier = Verifier(key, settings.require_signed, lambda: boto3.client("kms"))
+    record = Retrainer(store, log=_log_phase, signer=signer, verifier=verifier).run(request)
     _emit(record)
     if record.status == "failed":
         raise RetrainFailedError(f"retrain run {record.run_id} failed: {record.reason}")

@@ -56,6 +56,10 @@ UNUSED_PACKAGES = (
     "aws_lambda_powertools/utilities/parser",
     "aws_lambda_powertools/utilities/streaming",
 )
+# Test suites shipped as modules of the package itself rather than in a tests/ folder: nothing
+# imports them but their test runner (check_unreferenced proves it). ecdsa's are 0.76 MB with
+# bytecode, more than the rest of it.
+IN_PACKAGE_TESTS = ("ecdsa/test_*.py",)
 # numpy imports before scipy can (scipy/__init__ imports numpy), and numpy's OpenBLAS loads its
 # libgfortran/libquadmath, which the loader then reuses for any object needing the same SONAME.
 # scipy.libs ships byte-identical copies under the same names: never loaded, so only the copies in
@@ -65,7 +69,7 @@ DEDUPLICATED_LIBS = ("scipy.libs", "numpy.libs")
 SMOKE_TEST = """
 import os, sys, time
 t0 = time.perf_counter()
-import numpy, scipy, sklearn, joblib, sklambda, aws_lambda_powertools, pydantic
+import numpy, scipy, sklearn, joblib, sklambda, aws_lambda_powertools, pydantic, ecdsa
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -97,13 +101,20 @@ import scipy.linalg, scipy.optimize
 assert numpy.allclose(scipy.linalg.solve([[3.0, 1.0], [1.0, 2.0]], [9.0, 8.0]), [2.0, 3.0])
 assert abs(scipy.optimize.minimize_scalar(lambda v: (v - 2.0) ** 2).x - 2.0) < 1e-6
 root = os.path.realpath(sys.argv[1])
-for module in (numpy, scipy, sklearn, joblib, sklambda, aws_lambda_powertools, pydantic):
+for module in (numpy, scipy, sklearn, joblib, sklambda, aws_lambda_powertools, pydantic, ecdsa):
     where = os.path.realpath(module.__file__)
     assert where.startswith(root), f"{module.__name__} imported from {where}, not the layer"
 x = numpy.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [1.0, 3.0]])
 model = make_pipeline(StandardScaler(), LinearRegression()).fit(x, x @ [2.0, -1.0] + 3.0)
 predicted = model.predict([[1.0, 1.0]])[0]
 assert abs(predicted - 4.0) < 1e-6, f"LinearRegression predicted {predicted}, expected 4.0"
+# ECDSA P-256 as sklambda.signing verifies KMS's signatures (DER key and signature, SHA-256).
+import hashlib
+from ecdsa.util import sigdecode_der, sigencode_der
+signing_key = ecdsa.SigningKey.generate(curve=ecdsa.NIST256p, hashfunc=hashlib.sha256)
+public = ecdsa.VerifyingKey.from_der(signing_key.get_verifying_key().to_der())
+signature = signing_key.sign(b"attestation", sigencode=sigencode_der)
+assert public.verify(signature, b"attestation", hashfunc=hashlib.sha256, sigdecode=sigdecode_der)
 print(f"build_layer: smoke test passed (imports {seconds:.2f} s, sklearn {sklearn.__version__})")
 """
 
@@ -160,6 +171,8 @@ def trim(site: Path, arch: str) -> None:
     for folder in BUILD_ONLY_DIRS + UNUSED_PACKAGES:
         if (site / folder).is_dir():
             shutil.rmtree(site / folder)
+    for module in [m for pattern in IN_PACKAGE_TESTS for m in site.glob(pattern)]:
+        module.unlink()
     for path in [p for p in site.rglob("*") if p.suffix in BUILD_ONLY_SUFFIXES]:
         if path.is_file() and not any(part.endswith(".libs") for part in path.parts):
             path.unlink()
@@ -229,15 +242,19 @@ def imported_names(path: Path, module: str) -> set[str]:
 
 
 def check_unreferenced(site: Path, functions: Path | None) -> list[str]:
-    """Which remaining files (layer and functions) import something UNUSED_PACKAGES removed."""
+    """Which remaining files (layer and functions) import something UNUSED_PACKAGES or
+    IN_PACKAGE_TESTS removed."""
     removed = tuple(folder.replace("/", ".") for folder in UNUSED_PACKAGES)
+    test_modules = tuple(p.removesuffix("*.py").replace("/", ".") for p in IN_PACKAGE_TESTS)
     sources = [(p, ".".join(p.relative_to(site).with_suffix("").parts)) for p in site.rglob("*.py")]
     if functions is not None and functions.is_dir():
         sources += [(p, p.stem) for p in functions.glob("*/*.py")]
     problems = []
     for path, dotted in sources:
         for name in imported_names(path, dotted.removesuffix(".__init__")):
-            if any(name == r or name.startswith(r + ".") for r in removed):
+            if name.startswith(test_modules) or any(
+                name == r or name.startswith(r + ".") for r in removed
+            ):
                 problems.append(f"{path}: imports {name}, which the trim removes")
     return problems
 

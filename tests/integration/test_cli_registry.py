@@ -5,9 +5,11 @@ import json
 import shutil
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sklambda.artifact import new_version
 from sklambda.manifest import Manifest, read_manifest
 from training.cli import main
 
@@ -19,7 +21,9 @@ def versions(store, trained_dir, artifact_dir):
     """Two versions of house-prices; the alias points at the first."""
     first = store.publish(trained_dir)
     raw = json.loads((artifact_dir / "manifest.json").read_text())
-    raw["version"] = first.version + "-b"  # same bytes, another version name: no second training
+    # Same bytes under another, later version name (no second training).
+    trained_at = datetime.strptime(first.version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    raw["version"] = new_version(trained_at + timedelta(seconds=1))
     (artifact_dir / "manifest.json").write_text(json.dumps(raw))
     second = store.publish(artifact_dir)
     store.promote(first.name, first.version)

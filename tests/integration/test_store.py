@@ -42,8 +42,9 @@ def test_publishing_the_same_version_twice_is_refused(store, trained_dir):
 def test_promoting_a_missing_version_leaves_the_alias_unchanged(store, trained_dir):
     manifest = store.publish(trained_dir)
     store.promote(manifest.name, manifest.version)
-    with pytest.raises(RegistryError, match="no version nope"):
-        store.promote(manifest.name, "nope")
+    missing = "20260101T000000Z-00000000"
+    with pytest.raises(RegistryError, match=f"no version {missing}"):
+        store.promote(manifest.name, missing)
     assert store.alias(manifest.name, "live").version == manifest.version
 
 
@@ -113,8 +114,9 @@ def test_cli_publish_promote_list_show_rollback(
     assert main(["rollback", "--model", second.name, "--bucket", bucket]) == 0
     assert main(["show", "--model", second.name, "--bucket", bucket]) == 0
     assert read_manifest(trained_dir).version in capsys.readouterr().out
-    assert main(["promote", "--model", second.name, "--version", "nope", "--bucket", bucket]) == 1
-    assert "no version nope" in capsys.readouterr().err
+    missing = "20260101T000000Z-00000000"
+    assert main(["promote", "--model", second.name, "--version", missing, "--bucket", bucket]) == 1
+    assert f"no version {missing}" in capsys.readouterr().err
 
 
 def test_access_denied_on_the_alias_says_what_it_may_mean(store):

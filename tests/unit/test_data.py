@@ -74,9 +74,9 @@ def test_good_csv_prepares():
     [
         ("y,c\n" + "1,a\n" * 8, "x: missing column"),
         ("x,c\n" + "1,a\n" * 8, "y: missing target column"),
-        ("y,x,c\n" + GOOD_ROWS + "5,five,a\n", "x (row 8): expected a number, got 'five'"),
-        ("y,x,c\n" + GOOD_ROWS + "5,,a\n", "x (row 8): value is required but missing"),
-        ("y,x,c\n" + GOOD_ROWS + "NaN,3,a\n", "y (row 8)"),
+        ("y,x,c\n" + GOOD_ROWS + "5,five,a\n", "x (line 10): expected a number, got 'five'"),
+        ("y,x,c\n" + GOOD_ROWS + "5,,a\n", "x (line 10): value is required but missing"),
+        ("y,x,c\n" + GOOD_ROWS + "NaN,3,a\n", "y (line 10)"),
         ("y,x,c\n" + GOOD_ROWS + "5,3\n", "expected 3 fields, found 2"),
         ("y,x,c\n1,2,a\n", "1 rows, at least 5 needed"),
         ("", "no header"),

@@ -13,6 +13,9 @@ from tests.helpers import UNSEEN_CSV
 
 pytestmark = pytest.mark.unit
 
+# These feed the pipeline an unknown category code on purpose, to pin what it does with one.
+DELIBERATE_UNKNOWN_CODE = pytest.mark.filterwarnings("ignore:Found unknown categories:UserWarning")
+
 KINDS = [
     "linear_regression",
     "ridge",
@@ -44,6 +47,7 @@ def fitted(kind, target_transform="log"):
     return build_pipeline(config, data.schema).fit(data.X, data.y), data
 
 
+@DELIBERATE_UNKNOWN_CODE
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("target_transform", ["log", "none"])
 def test_fast_path_matches_the_pipeline_including_missing_and_unknown_codes(kind, target_transform):
@@ -84,6 +88,7 @@ def test_fast_path_is_refused_when_it_would_disagree(trained_dir, manifest, monk
 # --- model.npz: the numpy form, served without scikit-learn ---------------------------------
 
 
+@DELIBERATE_UNKNOWN_CODE
 @pytest.mark.parametrize("kind", ["linear_regression", "ridge"])
 @pytest.mark.parametrize("target_transform", ["log", "none"])
 def test_numpy_form_round_trips_through_a_file(tmp_path, kind, target_transform):
@@ -138,3 +143,65 @@ def test_numpy_form_refuses_other_layouts_and_pickled_objects(tmp_path):
     for path in (future, pickled, garbage):
         with pytest.raises(IntegrityError, match="not a usable numpy model"):
             NumpyModel.load(path)
+
+
+# --- missing levels and indicators (format 2) -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear_regression", "ridge"])
+@pytest.mark.parametrize("heating_missing", [True, False])
+@pytest.mark.parametrize("policy", ["reject", "warn"])
+def test_optional_features_and_categories_still_ship_an_agreeing_numpy_form(
+    tmp_path, kind, heating_missing, policy
+):
+    from sklambda.artifact import train_artifact
+    from sklambda.numpy_form import NumpyModel
+    from tests.helpers import rents_config, rents_csv
+
+    config = rents_config(estimator={"kind": kind, "params": {}}, unknown_categories=policy)
+    data = prepare(config, parse_csv(rents_csv(heating_missing=heating_missing).encode(), "r"))
+    trained = train_artifact(config, data, tmp_path / "rents")
+    assert trained.manifest.numpy_artifact is not None
+    served = NumpyModel.load(tmp_path / "rents" / "model.npz")
+    X = np.vstack([data.X, LoadedModel(trained.manifest, served).probe_rows()])
+    everything_missing = X[:1].copy()
+    for j, f in enumerate(data.schema.features):
+        if not f.required or (f.type == "category" and policy == "warn"):
+            everything_missing[0, j] = np.nan
+    X = np.vstack([X, everything_missing])
+    np.testing.assert_allclose(served.predict(X), trained.result.model.predict(X), rtol=1e-9)
+
+
+def test_a_format_1_file_is_read_exactly_as_it_was_written(trained_dir):
+    """Format 1 (no missing levels, no indicators) is a subset of format 2: a live champion's
+    model.npz keeps being served after an upgrade, with the same predictions."""
+    import joblib
+
+    from sklambda.numpy_form import NumpyModel
+
+    current = NumpyModel.load(trained_dir / "model.npz").arrays()
+    v1 = {k: v for k, v in current.items() if not k.endswith(".kind")}
+    v1["format"] = np.array(1)
+    model = joblib.load(trained_dir / "model.joblib")
+    X = LoadedModel(read_manifest_of(trained_dir), model).probe_rows()
+    np.testing.assert_allclose(NumpyModel.from_arrays(v1).predict(X), model.predict(X), rtol=1e-9)
+
+
+def read_manifest_of(folder):
+    from sklambda.manifest import read_manifest
+
+    return read_manifest(folder)
+
+
+def test_the_numpy_form_of_a_missing_level_or_indicator_is_format_2(tmp_path):
+    """An older server reads format 1 only: it refuses these files instead of reading a missing
+    level as all zeros."""
+    from sklambda.export import export
+    from sklambda.numpy_form import FORMAT
+
+    model, _ = fitted("linear_regression")  # floor is optional: an indicator block
+    exported = export(model)
+    assert exported is not None
+    arrays = exported[0].arrays()
+    assert FORMAT == 2 and int(arrays["format"]) == 2
+    assert "indicator" in {str(v) for k, v in arrays.items() if k.endswith(".kind")}

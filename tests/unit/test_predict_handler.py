@@ -355,3 +355,79 @@ def test_inputs_that_overflow_the_prediction_get_422_not_null(loaded, lambda_con
 def test_nesting_within_the_parser_limit_is_a_4xx(loaded, lambda_context, body):
     code, reply, _ = call(with_body("predict", body), lambda_context)
     assert 400 <= code < 500, reply
+
+
+# --- the OpenAPI document (served by ApiDocsFunction when EnableApiDocs is true) ---------------
+
+
+def document(context, event_name="health"):
+    event = load_event(event_name)
+    event["path"] = event["resource"] = "/openapi.json"
+    status, doc, _ = call(event, context)
+    assert status == 200
+    return doc
+
+
+def body_validator(doc):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator({**doc, "$ref": "#/components/schemas/PredictBody"})
+
+
+def test_openapi_describes_the_served_models_request_body(loaded, lambda_context):
+    doc = document(lambda_context)
+    body = doc["paths"]["/predict"]["post"]["requestBody"]
+    assert body["required"] is True  # no null body: the API answers 400 to one
+    record = doc["components"]["schemas"]["Record"]
+    assert list(record["properties"]) == loaded.schema.names
+    assert record["properties"]["prefarea"]["anyOf"][0] == {"type": "boolean"}
+    assert loaded.manifest.version in doc["info"]["description"]
+    check = body_validator(doc)
+    for name in ("predict", "predict_batch", "predict_batch_lists", "predict_mlflow"):
+        assert check.is_valid(json.loads(load_event(name)["body"])), name
+    for invalid in (None, {}, {"dataframe_records": [{}]}, {**RECORD, "bedrooms": "three"}):
+        assert not check.is_valid(invalid), invalid
+    for example in body["content"]["application/json"]["examples"].values():
+        status, reply, _ = call(with_body("predict", example["value"]), lambda_context)
+        assert status == 200 and check.is_valid(example["value"]), reply
+
+
+def test_openapi_gives_api_gateways_403_and_the_manifest_a_schema(loaded, lambda_context):
+    from jsonschema import Draft202012Validator
+
+    doc = document(lambda_context)
+    for path, method in (("/predict", "post"), ("/model", "get")):
+        forbidden = doc["paths"][path][method]["responses"]["403"]["content"]["application/json"]
+        schema = {**doc, **forbidden["schema"]}
+        assert Draft202012Validator(schema).is_valid({"message": "Forbidden"})
+        assert not Draft202012Validator(schema).is_valid("Forbidden")
+    ok = doc["paths"]["/model"]["get"]["responses"]["200"]["content"]["application/json"]
+    status, manifest, _ = call(load_event("model_info"), lambda_context)
+    assert status == 200
+    Draft202012Validator({**doc, **ok["schema"]}).validate(manifest)
+
+
+def test_without_a_model_the_document_is_the_static_one(lambda_context):
+    predict_handler.holder.reset()
+    doc = document(lambda_context)
+    assert doc["paths"]["/predict"]["post"]["requestBody"]["required"] is True
+    assert "Record" not in doc["components"]["schemas"]
+
+
+def test_swagger_ui_shows_the_served_models_document(loaded, lambda_context):
+    event = load_event("health")
+    event["path"] = event["resource"] = "/swagger"
+    reply = predict_handler.lambda_handler(event, lambda_context)
+    assert reply["statusCode"] == 200
+    assert reply["multiValueHeaders"]["Content-Type"] == ["text/html"]
+    html = reply["body"]
+    assert "SwaggerUIBundle" in html and "PredictBody" in html and "lotsize" in html
+    assert "https://" not in html.split("<script>")[0]  # script and styles inline, no CDN
+
+
+def test_both_documents_are_valid_openapi(loaded, lambda_context):
+    from openapi_spec_validator import validate
+
+    validate(document(lambda_context))  # made for the served model
+    predict_handler.holder.reset()
+    validate(document(lambda_context))  # the static one, without a model

@@ -64,6 +64,9 @@ def keys_match(given: str | None, expected: str | None) -> bool:
 
 class LocalApiServer(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not hold up shutdown
+    # listen()'s backlog: connections the kernel queues until the accept loop takes them. The
+    # default of 5 reset 6 of 32 clients connecting at once; the kernel caps it at somaxconn.
+    request_queue_size = 128
 
     def __init__(
         self,
@@ -187,6 +190,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.log(f'[api] "{self.command} {self.path}" {shown} {elapsed:.1f} ms')
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_request
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, QUERY, ...) takes the same path, so a route that does not
+        take it answers 405 naming those it does; http.server would answer 501 in HTML."""
+        if name.startswith("do_"):
+            return self.do_request
+        raise AttributeError(name)
 
     def _fail(self, exc: Exception) -> int | None:
         """A bug in this module: 500 in the project's error shape, then close the connection.

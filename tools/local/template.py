@@ -26,9 +26,11 @@ CLI's `IntrinsicResolver`; `SamFunctionProvider` gives each function's handler, 
 folders, runtime, timeout, memory and environment; `EnvironmentVariables.resolve` applies the
 priority (`--env-vars` > shell > template) and the stringification. Values therefore follow
 `sam local`, also where it is surprising: `!Ref` to a resource is its logical id, `!GetAtt X.Arn`
-a made-up Lambda ARN. The one deliberate difference: `!Ref` to an `AWS::S3::Bucket` is the local
+a made-up Lambda ARN. The deliberate differences: `!Ref` to an `AWS::S3::Bucket` is the local
 bucket's name (`bucket`), given to SAM as a parameter override, which is exactly what
-`sam local --parameter-overrides ModelBucket=local-models` does.
+`sam local --parameter-overrides ModelBucket=local-models` does; and `!Ref` to an `AWS::KMS::Key`
+is "" (the signing key's logical id would make the functions call KMS with a key that does not
+exist): locally, versions are published unsigned, as events/env.json also says for `sam local`.
 
 What is still read here, and why
 --------------------------------
@@ -206,12 +208,17 @@ def _read_with_sam(path: Path, parameters: Mapping[str, Any], bucket: str) -> tu
             for logical_id, resource in root.raw_resources.items()
             if isinstance(resource, dict) and resource.get("Type") == "AWS::S3::Bucket"
         }
+        keys = {
+            str(logical_id)
+            for logical_id, resource in root.raw_resources.items()
+            if isinstance(resource, dict) and resource.get("Type") == "AWS::KMS::Key"
+        }
         stacks[0] = Stack(
             root.parent_stack_path,
             root.name,
             root.location,
             {**buckets, **(root.parameters or {})},
-            root.template_dict,
+            _without_refs(root.template_dict, keys),
             root.metadata,
             root.original_template_dict,
         )
@@ -227,6 +234,18 @@ def _read_with_sam(path: Path, parameters: Mapping[str, Any], bucket: str) -> tu
                 code = (resource.get("Properties") or {}).get(key)
                 raise TemplateError(f"{logical_id}: {key} {code!r} is not a local folder")
     return stacks, functions
+
+
+def _without_refs(node: Any, logical_ids: set[str]) -> Any:
+    """`node` with each `!Ref` to one of `logical_ids` replaced by "" (SAM's resolver would give
+    the logical id, and a parameter override of "" is ignored as falsy)."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in logical_ids:
+            return ""
+        return {key: _without_refs(value, logical_ids) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_refs(value, logical_ids) for value in node]
+    return node
 
 
 def _env_overrides(env_vars: Mapping[str, Mapping[str, Any]], function: Any) -> dict[str, Any]:

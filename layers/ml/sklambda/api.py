@@ -12,7 +12,7 @@ import binascii
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,9 +40,15 @@ class ErrorInfo(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error, whatever the status, has this shape."""
+    """Every error the function answers, whatever the status, has this shape."""
 
     error: ErrorInfo
+
+
+class GatewayError(BaseModel):
+    """An error API Gateway answers itself, before the function (403 without the API key)."""
+
+    message: str = Field(examples=["Forbidden"])
 
 
 class ModelRef(BaseModel):
@@ -59,15 +65,50 @@ class PredictResponse(BaseModel):
     warnings: list[str] = Field(default=[], description="e.g. inputs outside the training range")
 
 
+class FeatureInfo(BaseModel):
+    name: str
+    type: str = Field(examples=["number"], description="number, integer, boolean or category")
+    transform: str = "none"
+    required: bool = True
+    categories: list[str] = []
+    min: float | None = Field(default=None, description="training minimum (numbers)")
+    max: float | None = Field(default=None, description="training maximum (numbers)")
+
+
+class ServingInfo(BaseModel):
+    format: str = Field(examples=["npz"], description="npz (numpy arrays) or joblib (pickle)")
+    alias: str
+    pinned_version: str | None
+
+
+class ModelInfo(BaseModel):
+    """GET /model: the served model's manifest, less what only training needs, and how it is
+    served. Features are in schema order (the order of `instances` given as lists)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    features: list[FeatureInfo]
+    serving: ServingInfo
+
+
+# The request forms, as the static document describes them. The document served at
+# /openapi.json replaces them with the served model's exact schema (sklambda.openapi).
+MAX_ROWS_DOCUMENTED = 10_000  # the default MAX_BATCH_ROWS
+Record = dict[str, Any]
+Records = Annotated[list[Record], Field(min_length=1, max_length=MAX_ROWS_DOCUMENTED)]
+Rows = Annotated[list[list[Any]], Field(min_length=1, max_length=MAX_ROWS_DOCUMENTED)]
+
+
 class DataframeSplitBody(BaseModel):
-    columns: list[str]
-    data: list[list[Any]]
+    columns: list[str] = Field(min_length=1, description="feature names")
+    data: Rows
 
 
 class InstancesRequest(BaseModel):
     """TF Serving / KServe V1: records, or lists of values in schema order."""
 
-    instances: list[dict[str, Any]] | list[list[Any]]
+    instances: Records | Rows
 
 
 class DataframeSplitRequest(BaseModel):
@@ -79,10 +120,10 @@ class DataframeSplitRequest(BaseModel):
 class DataframeRecordsRequest(BaseModel):
     """MLflow's pandas 'records' orientation."""
 
-    dataframe_records: list[dict[str, Any]]
+    dataframe_records: Records
 
 
-PredictRequest = InstancesRequest | DataframeSplitRequest | DataframeRecordsRequest | dict[str, Any]
+PredictRequest = InstancesRequest | DataframeSplitRequest | DataframeRecordsRequest | Record
 
 # One house of the bundled data: the OpenAPI examples, and events/generate.py's predict events.
 EXAMPLE_RECORD = {
@@ -119,6 +160,10 @@ PREDICT_EXAMPLES: dict[str, Any] = {
                 "data": [list(EXAMPLE_RECORD.values())],
             }
         },
+    },
+    "dataframe_records": {
+        "summary": "MLflow records orientation",
+        "value": {"dataframe_records": [EXAMPLE_RECORD]},
     },
 }
 

@@ -20,14 +20,13 @@ from sklambda.config import ModelConfig
 from sklambda.data import Dataset
 from sklambda.manifest import (
     MANIFEST_FILE,
-    MODEL_FILE,
-    NUMPY_FILE,
     ArtifactInfo,
     DataInfo,
     Manifest,
     runtime_versions,
     sha256_file,
 )
+from sklambda.names import MODEL_FILE, NUMPY_FILE
 from sklambda.numpy_form import NumpyModel
 from sklambda.training import Progress, TrainResult, train
 
@@ -101,6 +100,7 @@ def write_artifact(
             },
             config=config.model_dump(mode="json"),
             parent_version=parent_version,
+            final_fit=config.evaluation.final_fit,
         )
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         if out_dir.exists():
@@ -113,21 +113,21 @@ def write_artifact(
 
 def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo | None:
     """Write model.npz when the pipeline is linear and its numpy form, read back from the file,
-    gives the pipeline's own predictions on every training row, on missing values where a
-    feature allows them, and on unknown category codes."""
+    gives the pipeline's own predictions on every training row, on unknown category codes, and
+    on a row with every value missing that may be (a missing level learned or not, indicators)."""
     from sklambda.export import agrees, export
 
     exported = export(model)
     if exported is None or exported[1] is not None:
         return None
     exported[0].save(path)
-    extra = dataset.X[:1].copy()
+    unseen, missing = dataset.X[:1].copy(), dataset.X[:1].copy()
     for j, feature in enumerate(dataset.schema.features):
         if feature.type == "category":
-            extra[0, j] = float(len(feature.categories))  # a code training never saw
-        elif not feature.required:
-            extra[0, j] = np.nan
-    probe = np.vstack([dataset.X, extra])
+            unseen[0, j] = float(len(feature.categories))  # a code training never saw
+        if feature.may_be_missing:
+            missing[0, j] = np.nan
+    probe = np.vstack([dataset.X, unseen, missing])
     if not agrees(NumpyModel.load(path).predict, model.predict, probe):
         path.unlink()
         return None

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sklambda.errors import ConfigError, Problem
+from sklambda.names import ModelName
 
 FeatureType = Literal["number", "integer", "boolean", "category"]
 EstimatorKind = Literal[
@@ -30,7 +31,11 @@ class FeatureConfig(_Frozen):
     name: str = Field(min_length=1)
     type: FeatureType = "number"
     transform: Literal["none", "log"] = "none"
-    # A feature that is not required may be missing or empty; the pipeline imputes it.
+    # A feature that is not required may be missing or empty, and the model learns from that:
+    # a number, integer or boolean is imputed with its training median and flagged by an
+    # indicator column (the indicator rule: every optional feature gets one, whatever its share
+    # of missing cells); a category gets a level of its own (never the reference level). The
+    # manifest records this per feature ("missing"). A required feature refuses missing values.
     required: bool = True
     # For categories: the allowed values. Left empty, they are learned from the training data.
     categories: tuple[str, ...] = ()
@@ -76,18 +81,30 @@ class EvaluationConfig(_Frozen):
     # trained by more than this (r2: absolute; error metrics: relative) holds the run for a
     # person: broken labels or a changed world, which no automatic promotion should paper over.
     collapse_tolerance: float = Field(default=0.25, gt=0.0)
+    # What the published model is fitted on, once CV and the holdout have evaluated the
+    # specification. "train_split": the training split only, so its holdout metrics are its own
+    # and scheduled retraining can score it on rows it has not seen (the default). "all_rows":
+    # refitted on every row (e.g. to reproduce a published regression); the holdout metrics are
+    # then those of the fit on the training split, and retraining compares such a champion by
+    # its recorded holdout (sklambda.retrain).
+    final_fit: Literal["train_split", "all_rows"] = "train_split"
 
 
 class ModelConfig(_Frozen):
     """Everything needed to train one model, reproducibly."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    name: ModelName  # it names the registry folder models/<name>/ (sklambda.names)
     task: Literal["regression"] = "regression"
     data: DataConfig = DataConfig()
     target: TargetConfig
     features: tuple[FeatureConfig, ...] = Field(min_length=1)
     estimator: EstimatorConfig = EstimatorConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    # A category value the model has not seen, in a prediction request: "reject" answers 422
+    # naming it (the default, as before); "warn" predicts it as a missing value (the feature's
+    # missing level) and says so in the reply's warnings. Training data are always checked
+    # strictly: a value outside a category's listed values is a data error.
+    unknown_categories: Literal["reject", "warn"] = "reject"
 
     @model_validator(mode="after")
     def _unique_names(self) -> ModelConfig:

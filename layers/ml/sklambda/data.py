@@ -6,26 +6,36 @@ import csv
 import hashlib
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sklambda.config import ModelConfig, TargetConfig
-from sklambda.errors import ConfigError, DataValidationError, Problem
-from sklambda.schema import FeatureSchema, learn_schema
+from sklambda.errors import ConfigError, DataValidationError, Problem, ProblemLog
+from sklambda.schema import FeatureSchema, fit_schema
 
 
 @dataclass(frozen=True)
 class Table:
-    """Raw columns as read (strings for CSV), plus where they came from and their sha256."""
+    """Raw columns as read (strings for CSV), plus where they came from and their sha256.
+    `lines`: each row's first line in its CSV file (the header is line 1; blank lines and quoted
+    line breaks counted), when the table is one file; problems then name lines, not rows."""
 
     columns: dict[str, list[Any]]
     rows: int
     source: str
     sha256: str
     text: bool = True
+    lines: tuple[int, ...] | None = None
+
+    def with_lines(self, problems: list[Problem]) -> list[Problem]:
+        """The problems, each with its row's CSV line when the table knows it."""
+        if self.lines is None:
+            return problems
+        lines = self.lines
+        return [replace(p, line=lines[p.row]) if p.row is not None else p for p in problems]
 
 
 @dataclass(frozen=True)
@@ -49,16 +59,30 @@ def parse_csv(content: bytes, source: str) -> Table:
     if not header or not any(h.strip() for h in header):
         raise DataValidationError(f"{source} is empty or has no header row")
     names = [h.strip() for h in header]
-    body = [row for row in reader if row]
-    ragged = [
-        Problem(None, f"expected {len(names)} fields, found {len(row)}", i)
-        for i, row in enumerate(body)
-        if len(row) != len(names)
-    ]
+    body: list[list[str]] = []
+    lines: list[int] = []
+    ragged = ProblemLog()
+    start = reader.line_num + 1  # the line the next row starts on
+    for row in reader:
+        if row:  # blank lines are skipped, and counted
+            if len(row) != len(names):
+                ragged.add(
+                    Problem(None, f"expected {len(names)} fields, found {len(row)}", len(body))
+                )
+            body.append(row)
+            lines.append(start)
+        start = reader.line_num + 1
     if ragged:
-        raise DataValidationError(f"{source}: rows with the wrong number of fields", ragged[:5])
+        total = ragged.total
+        raise DataValidationError(
+            f"{source}: {total:,} {'row' if total == 1 else 'rows'} with the wrong number of "
+            f"fields (expected {len(names)})",
+            [replace(p, line=lines[p.row or 0]) for p in ragged.details],
+            ragged.counts,
+        )
     columns = {name: [row[j] for row in body] for j, name in enumerate(names)}
-    return Table(columns, len(body), source, hashlib.sha256(content).hexdigest())
+    digest = hashlib.sha256(content).hexdigest()
+    return Table(columns, len(body), source, digest, lines=tuple(lines))
 
 
 def read_csv(path: str | Path) -> Table:
@@ -83,7 +107,8 @@ def table_from_frame(frame: Any, source: str = "dataframe") -> Table:
 
 
 def prepare(config: ModelConfig, table: Table) -> Dataset:
-    """Validate a table against the config before any fit; errors name columns and rows."""
+    """Validate a table against the config before any fit. Every problem of every column is
+    reported at once: its true count, the first few of each column, with CSV lines."""
     problems: list[Problem] = []
     if table.rows < config.evaluation.min_rows:
         raise DataValidationError(
@@ -95,12 +120,19 @@ def prepare(config: ModelConfig, table: Table) -> Dataset:
     problems += [Problem(name, "missing column") for name in missing]
     if problems:
         raise DataValidationError(f"{table.source}: missing columns", problems)
-    y = _target(config.target, table.columns[config.target.name], table.text)
-    try:
-        schema = learn_schema(config.features, table.columns, table.text)
-        X = schema.encode_columns(table.columns, table.rows, table.text)
-    except DataValidationError as exc:
-        raise DataValidationError(f"{table.source}: {exc.message}", exc.details) from None
+    log = ProblemLog()
+    schema, X = fit_schema(
+        config.features,
+        table.columns,
+        table.rows,
+        text=table.text,
+        unknown=config.unknown_categories,
+        problems=log,
+    )
+    y = _target(config.target, table.columns[config.target.name], table.text, log)
+    if log:
+        error = log.error(f"{table.source}: ")
+        raise DataValidationError(error.message, table.with_lines(error.details), error.counts)
     return Dataset(X, y, schema, table)
 
 
@@ -112,8 +144,9 @@ def load_dataset(config: ModelConfig, source: str | Path | None = None) -> Datas
     return prepare(config, read_csv(path))
 
 
-def _target(target: TargetConfig, column: Sequence[Any], text: bool) -> np.ndarray:
-    problems = []
+def _target(
+    target: TargetConfig, column: Sequence[Any], text: bool, problems: ProblemLog
+) -> np.ndarray:
     y = np.empty(len(column), dtype=np.float64)
     for row, value in enumerate(column):
         try:
@@ -122,8 +155,6 @@ def _target(target: TargetConfig, column: Sequence[Any], text: bool) -> np.ndarr
             number = float("nan")
         if not np.isfinite(number) or (target.transform == "log" and number <= 0):
             need = "a positive number (log target)" if target.transform == "log" else "a number"
-            problems.append(Problem(target.name, f"expected {need}, got {value!r}", row))
+            problems.add(Problem(target.name, f"expected {need}, got {value!r}", row))
         y[row] = number
-    if problems:
-        raise DataValidationError(f"invalid target values in {target.name}", problems[:5])
     return y

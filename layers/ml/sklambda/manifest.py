@@ -14,26 +14,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sklambda.config import ModelConfig, TargetConfig
-from sklambda.errors import IntegrityError, RuntimeMismatchError
+from sklambda.errors import IntegrityError, ModelUnavailableError, RuntimeMismatchError
+from sklambda.names import MODEL_FILE, NUMPY_FILE, ArtifactKey, ModelName, Sha256, Version
 from sklambda.numpy_form import NumpyModel
 from sklambda.schema import FeatureSchema
 
-MODEL_FILE = "model.joblib"
-NUMPY_FILE = "model.npz"
 MANIFEST_FILE = "manifest.json"
 # Only these must match between training and serving: they define how the pickle is read.
 PINNED_LIBRARIES = ("scikit-learn", "numpy")
 
 
 class ArtifactInfo(BaseModel):
+    # key and sha256 become an S3 key and a cache file name: only the two files training
+    # writes, and a real sha256 (sklambda.names), never a path.
     model_config = ConfigDict(frozen=True)
-    key: str = MODEL_FILE
-    sha256: str
-    bytes: int
+    key: ArtifactKey = MODEL_FILE
+    sha256: Sha256
+    bytes: int = Field(ge=0)
     format: Literal["joblib", "npz"] = "joblib"
+
+    @model_validator(mode="after")
+    def _key_fits_format(self) -> ArtifactInfo:
+        if self.key != {"joblib": MODEL_FILE, "npz": NUMPY_FILE}[self.format]:
+            raise ValueError(f"a {self.format} artifact cannot be {self.key}")
+        return self
 
 
 class DataInfo(BaseModel):
@@ -48,8 +55,8 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     schema_version: int = 1
-    name: str
-    version: str
+    name: ModelName
+    version: Version
     created_at: str
     artifact: ArtifactInfo
     # The same model as numpy arrays (linear pipelines only): served without scikit-learn.
@@ -62,7 +69,32 @@ class Manifest(BaseModel):
     data: DataInfo
     estimator: dict[str, Any]
     config: dict[str, Any]
-    parent_version: str | None = None
+    parent_version: Version | None = None
+    # What the served model was fitted on (config evaluation.final_fit): "train_split", so its
+    # holdout rows are rows it has not seen, or "all_rows", so a retrain cannot score it on any
+    # holdout and compares it by its recorded holdout metrics (sklambda.retrain).
+    final_fit: Literal["train_split", "all_rows"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _final_fit_of_older_manifests(cls, raw: Any) -> Any:
+        """Manifests written before the field: fitted on the training split when their metrics
+        count "rows" (the hashed holdout's era), on every row when they do not (before it)."""
+        if isinstance(raw, dict) and "final_fit" not in raw:
+            metrics = raw.get("metrics")
+            fitted_on_split = isinstance(metrics, dict) and "rows" in metrics
+            raw = {**raw, "final_fit": "train_split" if fitted_on_split else "all_rows"}
+        return raw
+
+    @model_validator(mode="after")
+    def _formats(self) -> Manifest:
+        # Each slot holds its own kind: "numpy_artifact" pointing at the pickle would make the
+        # no-pickle path load one.
+        if self.artifact.format != "joblib":
+            raise ValueError("artifact must be the joblib pickle")
+        if self.numpy_artifact is not None and self.numpy_artifact.format != "npz":
+            raise ValueError("numpy_artifact must be the npz file")
+        return self
 
     @property
     def artifacts(self) -> list[ArtifactInfo]:
@@ -157,9 +189,15 @@ def verify_file(path: Path, manifest: Manifest, info: ArtifactInfo | None = None
 
 def served_artifact(manifest: Manifest, model_format: str = "auto") -> ArtifactInfo:
     """What a server loads: model.npz when the manifest has one (unless "joblib"), else the
-    pickle."""
-    if model_format == "auto" and manifest.numpy_artifact is not None:
+    pickle; with "npz", model.npz or nothing (a pickle is code, and "npz" means none, ever)."""
+    if model_format in ("auto", "npz") and manifest.numpy_artifact is not None:
         return manifest.numpy_artifact
+    if model_format == "npz":
+        raise ModelUnavailableError(
+            f"model {manifest.name} {manifest.version} has no numpy form (model.npz) and "
+            "MODEL_FORMAT is npz: its pickle is never loaded",
+            "pickle_refused",
+        )
     return manifest.artifact
 
 

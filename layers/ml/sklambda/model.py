@@ -60,7 +60,8 @@ class LoadedModel:
 
     def probe_rows(self) -> np.ndarray:
         """Valid encoded rows spanning the schema: training min/mid/max of numbers, both
-        booleans, every category code, and a missing value where a feature is optional."""
+        booleans, every category code, and a missing value where one can be encoded (an
+        optional feature, or a category whose unknown values are predicted as missing)."""
         columns = []
         for f in self.schema.features:
             if f.type == "category":
@@ -71,7 +72,7 @@ class LoadedModel:
                 values = [(f.min + f.max) / 2, f.min, f.max]
             else:
                 values = [1.0]
-            if not f.required:
+            if f.may_be_missing:
                 values.append(float("nan"))
             columns.append(values)
         rows = max(len(v) for v in columns)

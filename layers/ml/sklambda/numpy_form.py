@@ -3,10 +3,16 @@
 Serving a pickle needs scikit-learn at import time, and importing scikit-learn (which imports
 scipy.stats) is most of a cold start: about 1 s of 1.4 s here. For the pipelines
 `training.build_pipeline` makes with a linear estimator, everything `predict` does is a few numpy
-operations: select columns, fill missing values, log, one-hot codes, a dot product, exp. Training
-exports those arrays next to the pickle (sklambda.export), checks that they give the
-pipeline's own predictions, and records the file's sha256 in the manifest. The file is read with
-`allow_pickle=False`: loading it runs no code. This module imports numpy only.
+operations: select columns, fill missing values, log, one-hot codes (a missing value has a level
+of its own), missing-value indicators, a dot product, exp. Training exports those arrays next to
+the pickle (sklambda.export), checks that they give the pipeline's own predictions, and records
+the file's sha256 in the manifest. The file is read with `allow_pickle=False`: loading it runs
+no code. This module imports numpy only.
+
+Formats: 1 had numeric and one-hot blocks, its one-hot levels never NaN. 2 (written now) names
+each block's kind, and adds NaN levels (the missing level) and indicator blocks. This reader
+reads both: a format-1 file means exactly what it meant. A server that reads only format 1
+refuses a format-2 file (it checks the number) instead of reading a missing level as all zeros.
 """
 
 from __future__ import annotations
@@ -19,27 +25,43 @@ import numpy as np
 
 from sklambda.errors import IntegrityError
 
-FORMAT = 1  # bump when the layout of the arrays changes; older servers then refuse the file
+FORMAT = 2  # bump when the layout of the arrays changes; older servers then refuse the file
+READABLE = (1, 2)  # format 1 is format 2 without missing levels or indicator blocks
+KINDS = ("numeric", "onehot", "indicator")
 INVERSES: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {"": None, "exp": np.exp}
 
 
 @dataclass(frozen=True)
 class Block:
-    """One ColumnTransformer part: `cols` of the encoded matrix, then either numeric steps
-    (fill missing values, log) or one-hot codes (`categories`: kept codes per column)."""
+    """One ColumnTransformer part: `cols` of the encoded matrix, then numeric steps (fill
+    missing values, log), one-hot codes (`categories`: kept levels per column, NaN being the
+    missing level) or missing-value indicators (`indicator`: 1.0 where a value is NaN)."""
 
     cols: np.ndarray
     fill: np.ndarray | None = None
     log: bool = False
     categories: tuple[np.ndarray, ...] | None = None
+    indicator: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.indicator:
+            return "indicator"
+        return "numeric" if self.categories is None else "onehot"
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         Z = X[:, self.cols]
+        if self.indicator:
+            flags: np.ndarray = np.isnan(Z).astype(np.float64)
+            return flags
         if self.categories is not None:
-            # An unknown code matches no kept category: all zeros (handle_unknown="ignore").
-            return np.hstack(
-                [(Z[:, [j]] == kept).astype(np.float64) for j, kept in enumerate(self.categories)]
-            )
+            # An unknown code matches no kept level: all zeros (handle_unknown="ignore"). NaN
+            # matches only a NaN level (NaN == NaN is False, hence the second test).
+            hot = []
+            for j, kept in enumerate(self.categories):
+                z = Z[:, [j]]
+                hot.append(((z == kept) | (np.isnan(z) & np.isnan(kept))).astype(np.float64))
+            return np.hstack(hot)
         if self.fill is not None:
             Z = np.where(np.isnan(Z), self.fill, Z)
         return np.log(Z) if self.log else Z
@@ -80,6 +102,7 @@ class NumpyModel:
             out["coef"] = self.coef
             out["intercept"] = np.array(self.intercept)
         for i, block in enumerate(self.blocks):
+            out[f"block{i}.kind"] = np.array(block.kind)
             out[f"block{i}.cols"] = block.cols
             out[f"block{i}.log"] = np.array(block.log)
             if block.fill is not None:
@@ -104,20 +127,31 @@ class NumpyModel:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> NumpyModel:
-        if int(arrays["format"]) != FORMAT or str(arrays["inverse"]) not in INVERSES:
-            raise ValueError(f"format {int(arrays['format'])}, this server reads {FORMAT}")
+        version = int(arrays["format"])
+        if version not in READABLE or str(arrays["inverse"]) not in INVERSES:
+            raise ValueError(f"format {version}, this server reads {READABLE}")
         blocks = []
         for i in range(int(arrays["blocks"])):
             cols = np.asarray(arrays[f"block{i}.cols"], dtype=np.intp)
-            cats = [f"block{i}.cat{j}" for j in range(len(cols))]
+            names = [f"block{i}.cat{j}" for j in range(len(cols))]
+            if version == 1:  # no kind: one-hot blocks are those with categories
+                kind = "onehot" if names and names[0] in arrays else "numeric"
+            else:
+                kind = str(arrays[f"block{i}.kind"])
+                if kind not in KINDS:
+                    raise ValueError(f"block {i} is of an unknown kind {kind[:20]!r}")
+            categories = None
+            if kind == "onehot":
+                categories = tuple(np.asarray(arrays[n], dtype=np.float64) for n in names)
+                if version == 1 and any(np.isnan(c).any() for c in categories):
+                    raise ValueError("a format-1 file cannot have a missing level")
             blocks.append(
                 Block(
                     cols=cols,
                     fill=arrays.get(f"block{i}.fill"),
                     log=bool(arrays[f"block{i}.log"]),
-                    categories=tuple(arrays[c] for c in cats)
-                    if cats and cats[0] in arrays
-                    else None,
+                    categories=categories,
+                    indicator=kind == "indicator",
                 )
             )
         coef = arrays.get("coef")

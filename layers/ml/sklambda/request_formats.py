@@ -2,7 +2,8 @@
 
 One record, `instances` (records, or lists in schema order: TF Serving / KServe V1), MLflow's
 `dataframe_split` and `dataframe_records`. Values are validated and encoded column-wise by the
-feature schema (sklambda.schema).
+feature schema (sklambda.schema); under the model's "warn" policy an unknown category is
+predicted as missing and the batch's warnings say so. Errors name rows 0-based, in the request.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def decode_request(schema: FeatureSchema, body: Any, max_rows: int) -> Batch:
         return _dataframe_split(schema, body["dataframe_split"], max_rows)
     if not set(body) & set(schema.names):
         raise RequestError(f"unknown request format (no known feature or key); {FORMATS_HELP}")
-    X = schema.encode_records([body])
-    return Batch(X, True, _extra_keys([body], schema) + schema.out_of_range(X))
+    unknown: list[str] = []
+    X = schema.encode_records([body], unknown)
+    return Batch(X, True, _extra_keys([body], schema) + unknown + schema.out_of_range(X))
 
 
 def _batch(
@@ -55,12 +57,13 @@ def _batch(
     if not rows:
         raise RequestError(f"'{key}' is empty")
     # JSON objects arrive as dicts; one C-level pass spares 10,000 ABC isinstance calls.
+    unknown: list[str] = []
     if set(map(type, rows)) == {dict} or all(isinstance(r, Mapping) for r in rows):
-        X = schema.encode_records(rows)
-        return Batch(X, False, _extra_keys(rows, schema) + schema.out_of_range(X))
+        X = schema.encode_records(rows, unknown)
+        return Batch(X, False, _extra_keys(rows, schema) + unknown + schema.out_of_range(X))
     if not records_only and all(isinstance(r, list) for r in rows):
-        X = schema.encode_rows(rows)
-        return Batch(X, False, schema.out_of_range(X))
+        X = schema.encode_rows(rows, unknown)
+        return Batch(X, False, unknown + schema.out_of_range(X))
     expected = "objects" if records_only else "all objects or all arrays"
     raise DataValidationError(
         f"'{key}' must hold {expected}",
@@ -95,10 +98,11 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
     cols = {
         name: list(values) for name, values in zip(columns, zip(*data, strict=True), strict=True)
     }
-    X = schema.encode_columns(cols, len(data))
+    unknown: list[str] = []
+    X = schema.encode_columns(cols, len(data), warnings=unknown)
     extra = sorted(set(cols) - set(schema.names))
     warnings = [f"ignored unknown fields: {', '.join(extra)}"] if extra else []
-    return Batch(X, False, warnings + schema.out_of_range(X))
+    return Batch(X, False, warnings + unknown + schema.out_of_range(X))
 
 
 def _list_of(value: Any, key: str) -> list[Any]:

@@ -9,6 +9,11 @@ Every run leaves a record at models/<name>/runs/<run-id>.json, whatever happens,
   failed     an error; the alias is untouched
 The alias moves only with a conditional write on the alias as it was when the run started, so a
 concurrent run or a manual promotion in the meantime is never overwritten.
+
+Models are compared on holdout rows none of them was fitted on. A champion whose manifest says
+final_fit "all_rows" (and one written before the hashed holdout, which the manifest reads as
+such) has seen every row of its data, so no holdout row is new to it: it is compared by the
+holdout metrics recorded when it was trained, and the run record says so (champion.scored_on).
 """
 
 from __future__ import annotations
@@ -32,12 +37,15 @@ from sklambda.errors import (
     RegistryError,
     RequestError,
     RuntimeMismatchError,
+    SignatureError,
     SklambdaError,
 )
 from sklambda.manifest import Manifest, check_runtime, open_verified, served_artifact
+from sklambda.names import validate_name
 from sklambda.settings import DEFAULT_ALIAS, RetrainSettings
+from sklambda.signing import Signer, Verifier
 from sklambda.store import AliasRecord, ModelStore
-from sklambda.training import higher_is_better, regression_metrics, shortfall
+from sklambda.training import higher_is_better, reported_metrics, shortfall
 
 Log = Callable[..., None]
 
@@ -163,17 +171,25 @@ def gate(policy: GatePolicy, scores: Scores) -> tuple[str, str]:
 
 
 class Retrainer:
-    """Runs one retrain against a store; `log(phase, **fields)` gets one call per phase."""
+    """Runs one retrain against a store; `log(phase, **fields)` gets one call per phase.
+
+    `signer` signs the challenger it publishes; `verifier` checks the champion and every
+    version of the alias history before any of their artifacts is fetched and scored, as the
+    predict function would (a pickle is code)."""
 
     def __init__(
         self,
         store: ModelStore,
         log: Log | None = None,
         before_promote: Callable[[], None] | None = None,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.log = log or (lambda _phase, **_fields: None)
         self.before_promote = before_promote  # test hook: line up concurrent runs
+        self.signer = signer
+        self.verifier = verifier
 
     def run(self, request: RetrainRequest, run_id: str | None = None) -> RunRecord:
         record = RunRecord(run_id or new_run_id(), request)
@@ -210,7 +226,7 @@ class Retrainer:
                 "by hand; retraining reuses the champion's config",
                 "no_champion",
             )
-        champion = self.store.manifest(req.model, seen.version)
+        champion = self.store.manifest(req.model, seen.version, self.verifier)
         config = champion.training_config()
         record.champion = {"version": champion.version}
         t = self._timed(record, "resolve", t, champion=champion.version)
@@ -232,16 +248,20 @@ class Retrainer:
                 config, dataset, Path(tmp) / req.model, parent_version=champion.version
             )
             result = trained.result
-            record.challenger = {"metrics": result.metrics}
+            record.challenger = {
+                "metrics": result.metrics,
+                "final_fit": config.evaluation.final_fit,
+            }
             t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
 
             test_rows = result.holdout_rows
             scored = self._score_history(seen, champion, table, test_rows, dataset.y)
             record.champion["holdout"] = scored.get(champion.version, {})
+            record.champion.update(_how_scored(champion, record.champion["holdout"], test_rows))
             record.history = [{"version": v, "holdout": h} for v, h in scored.items()]
             t = self._timed(record, "score_champion", t, holdout=record.champion["holdout"])
 
-            challenger = self.store.publish(trained.folder)
+            challenger = self.store.publish(trained.folder, self.signer)
         record.challenger["version"] = challenger.version
         t = self._timed(record, "publish", t, challenger=challenger.version)
 
@@ -260,7 +280,10 @@ class Retrainer:
         history = [(version, metrics[m]) for version, metrics in scored.items() if m in metrics]
         pick = max if higher_is_better(m) else min
         best = pick(history, key=lambda pair: pair[1]) if history else None
-        recorded = champion.metrics["holdout"].get(m) if "rows" in champion.metrics else None
+        # The score the champion had when trained, to see whether it collapsed on the new data;
+        # not for an all_rows champion, whose score here is that recorded one.
+        own_holdout = champion.final_fit == "train_split"
+        recorded = champion.metrics["holdout"].get(m) if own_holdout else None
         decision, record.reason = gate(
             policy,
             Scores(
@@ -289,11 +312,11 @@ class Retrainer:
             if version in scored:
                 continue
             try:
-                manifest = self.store.manifest(champion.name, version)
-            except RegistryError as exc:
+                manifest = self.store.manifest(champion.name, version, self.verifier)
+            except (RegistryError, SignatureError) as exc:
                 self.log("score_champion", warning=f"history version {version}: {exc.message}")
                 continue
-            if "rows" not in manifest.metrics:
+            if manifest.final_fit == "all_rows":
                 continue  # fitted on every row: it would be scored on rows it has seen
             scored[version] = self._score_champion(manifest, table, test, y)
         return {version: metrics for version, metrics in scored.items() if metrics}
@@ -304,12 +327,13 @@ class Retrainer:
         """The champion's metrics on the challenger's holdout rows, encoded with its own schema,
         from the artifact the predict function serves (model.npz when there is one).
 
-        A champion trained before the hashed holdout was fitted on every row, so it would be
-        scored on rows it has seen: its recorded holdout metrics are used instead. {} when it
-        cannot score the rows (new categories, or a pickle written by other library versions,
-        which the predict function would refuse): the gate then falls back to the floor.
+        A champion fitted on every row (final_fit "all_rows", or trained before the hashed
+        holdout) would be scored on rows it has seen: its recorded holdout metrics are used
+        instead. {} when it cannot score the rows (new categories under the "reject" policy, or
+        a pickle written by other library versions, which the predict function would refuse):
+        the gate then falls back to the floor.
         """
-        if "rows" not in champion.metrics:
+        if champion.final_fit == "all_rows":
             self.log("score_champion", warning="fitted on every row; using its recorded holdout")
             return dict(champion.metrics["holdout"])
         info = served_artifact(champion)
@@ -327,12 +351,15 @@ class Retrainer:
             for name in champion.feature_schema.names
             if name in table.columns
         }
+        unknown: list[str] = []  # as served: its own unknown_categories policy applies
         try:
-            X = champion.feature_schema.encode_columns(columns, len(rows), table.text)
+            X = champion.feature_schema.encode_columns(columns, len(rows), table.text, unknown)
         except DataValidationError as exc:
             self.log("score_champion", warning=f"champion cannot score the new data: {exc}")
             return {}
-        return regression_metrics(y[test], model.predict(X))
+        for warning in unknown:
+            self.log("score_champion", warning=warning)
+        return reported_metrics(y[test], model.predict(X), champion.target.transform)
 
     def _promote(self, record: RunRecord, challenger: Manifest, seen: AliasRecord) -> None:
         if self.before_promote:
@@ -346,6 +373,22 @@ class Retrainer:
             record.reason = f"{record.reason}; but {exc.message}"
             return
         record.status = "promoted"
+
+
+def _how_scored(champion: Manifest, holdout: dict[str, float], test: np.ndarray) -> dict[str, str]:
+    """champion.scored_on in the run record (recorded_holdout, new_holdout or none), and why."""
+    if champion.final_fit == "all_rows":
+        return {
+            "scored_on": "recorded_holdout",
+            "scoring": "its holdout metrics recorded when it was trained: final_fit all_rows, it "
+            "was fitted on every row of its data, so no holdout row is new to it",
+        }
+    if holdout:
+        return {
+            "scored_on": "new_holdout",
+            "scoring": f"this run's {len(test)} holdout rows, which neither model was fitted on",
+        }
+    return {"scored_on": "none", "scoring": "it could not score the new data (see the log)"}
 
 
 def request_from_event(event: Mapping[str, Any], settings: RetrainSettings) -> RetrainRequest:
@@ -363,11 +406,13 @@ def request_from_event(event: Mapping[str, Any], settings: RetrainSettings) -> R
             raise RequestError(f"{new_key!r} is not under datasets/{settings.model}/")
     else:
         trigger = "manual"
+    # An event is input: its names are checked before a run record's key is built from them.
+    model = validate_name("model name", event.get("model") or settings.model)
     return RetrainRequest(
-        model=event.get("model") or settings.model,
-        alias=settings.alias,
+        model=model,
+        alias=validate_name("alias", settings.alias),
         trigger=trigger,
-        dataset_key=dataset_key,
+        dataset_key=None if dataset_key is None else validate_name("dataset key", dataset_key),
         tolerance=settings.tolerance,
         floor=settings.floor,
         baseline_margin=settings.baseline_margin,

@@ -4,13 +4,17 @@ Every feature becomes one float64 column, in schema order: numbers as they are, 
 categories as their index in the allowed values (the model pipeline one-hot encodes those codes),
 missing values as NaN (only where the feature is not required). The same code serves training
 and prediction, so a model never sees data encoded two different ways.
+
+An unknown category is refused, unless the model's config says unknown_categories = "warn" and
+the caller can pass warnings on (a prediction request): it is then encoded as missing (NaN, the
+feature's missing level) with a warning. Training data are always encoded strictly.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from operator import itemgetter
 from typing import Any
@@ -18,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from sklambda.config import FeatureConfig, FeatureType
-from sklambda.errors import DataValidationError, Problem
+from sklambda.errors import MAX_DETAILS, DataValidationError, Problem, ProblemLog
 
 MISSING: Any = object()
 """Marks a key absent from a record (as opposed to an explicit null)."""
 
-MAX_PROBLEMS = 50
+MAX_PROBLEMS = MAX_DETAILS  # details an error carries, in all (counts are never capped)
 _MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _BOOLEANS: dict[Any, float] = {
     True: 1.0,
@@ -51,15 +55,37 @@ class Feature:
     categories: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
+    # Categories: what a request's unknown value becomes ("reject": a 422; "warn": missing).
+    unknown: str = "reject"
+    # Training rows where the value was missing (None: a manifest from before it was counted).
+    missing_rows: int | None = None
     _codes: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_codes", {c: float(i) for i, c in enumerate(self.categories)})
 
+    @property
+    def missing(self) -> str:
+        """How the model handles a missing value: "refused" (required), "own_level" (a
+        category's own one-hot level, never the reference level), "median_and_indicator" (the
+        training median, and an indicator column that lets the model learn what missing means).
+        See sklambda.training.build_pipeline."""
+        if self.required:
+            return "refused"
+        return "own_level" if self.type == "category" else "median_and_indicator"
+
+    @property
+    def may_be_missing(self) -> bool:
+        """Whether an encoded value can be NaN: an optional feature, or a category whose unknown
+        values are predicted as missing."""
+        return not self.required or (self.type == "category" and self.unknown == "warn")
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("_codes")
         out["categories"] = list(self.categories)
+        out["missing"] = self.missing
+        out["unknown"] = self.unknown if self.type == "category" else None
         return out
 
     @classmethod
@@ -72,6 +98,8 @@ class Feature:
             categories=tuple(raw.get("categories", ())),
             min=raw.get("min"),
             max=raw.get("max"),
+            unknown=raw.get("unknown") or "reject",
+            missing_rows=raw.get("missing_rows"),
         )
 
     # --- one value, with a message when it is wrong (the slow, precise path) ---------------
@@ -101,7 +129,7 @@ class Feature:
             raise ValueError(f"expected a string category, got {_type_name(value)}")
         code = self._codes.get(value)
         if code is None:
-            raise ValueError(
+            raise UnknownCategoryError(
                 f"unknown category {_shown(value)}; allowed: {', '.join(self.categories)}"
             )
         return code
@@ -139,21 +167,50 @@ class Feature:
 
     # --- a whole column (the fast path for well-formed JSON) ---------------------------------
 
-    def encode(self, column: Sequence[Any], text: bool, problems: list[Problem]) -> np.ndarray:
-        """Encode a column; append a Problem per bad value (up to MAX_PROBLEMS in all)."""
+    def encode(
+        self,
+        column: Sequence[Any],
+        text: bool,
+        problems: ProblemLog,
+        warnings: list[str] | None = None,
+    ) -> np.ndarray:
+        """Encode a column; add a Problem per bad value to `problems`. With `warnings` (a
+        request) and the "warn" policy, unknown categories become NaN and one warning."""
         if not text and len(column) > 1:  # one value: the precise path is also the faster
             fast = self._encode_fast(column)
             if fast is not None:
                 return fast
+        lenient = warnings is not None and self.type == "category" and self.unknown == "warn"
+        unknown: list[tuple[int, Any]] = []
         out = np.empty(len(column), dtype=np.float64)
         for row, value in enumerate(column):
             try:
                 out[row] = self.convert(value, text)
-            except ValueError as exc:
-                if len(problems) < MAX_PROBLEMS:
-                    problems.append(Problem(self.name, str(exc), row))
+            except UnknownCategoryError as exc:
+                if lenient:
+                    unknown.append((row, value))
+                else:
+                    problems.add(Problem(self.name, str(exc), row))
                 out[row] = math.nan
+            except ValueError as exc:
+                problems.add(Problem(self.name, str(exc), row))
+                out[row] = math.nan
+        if unknown and warnings is not None:
+            warnings.append(self._unknown_warning(unknown))
         return out
+
+    def _unknown_warning(self, unknown: list[tuple[int, Any]]) -> str:
+        rows = ", ".join(str(row) for row, _ in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        values: list[str] = []
+        for _, value in unknown:
+            shown = _shown(value)
+            if shown not in values:
+                values.append(shown)
+        listed = ", ".join(values[:3]) + (", ..." if len(values) > 3 else "")
+        return (
+            f"{self.name}: {len(unknown)} unknown category value(s) treated as missing "
+            f"(rows {rows}): {listed}"
+        )
 
     def _encode_fast(self, column: Sequence[Any]) -> np.ndarray | None:
         """Vectorised encoding when every value is well-formed; None sends it to the slow path."""
@@ -175,6 +232,10 @@ class Feature:
             return None if np.isnan(codes).any() else codes
         except (TypeError, OverflowError):  # unhashable values; integers beyond float64
             return None
+
+
+class UnknownCategoryError(ValueError):
+    """A category value outside the feature's allowed values."""
 
 
 def _shown(value: Any, limit: int = 80) -> str:
@@ -205,22 +266,32 @@ class FeatureSchema:
         return cls(tuple(Feature.from_dict(item) for item in raw))
 
     def encode_columns(
-        self, columns: Mapping[str, Sequence[Any]], n_rows: int, text: bool = False
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        n_rows: int,
+        text: bool = False,
+        warnings: list[str] | None = None,
+        problems: ProblemLog | None = None,
     ) -> np.ndarray:
-        """Encode named columns into an (n_rows, n_features) float matrix, or raise with details."""
-        problems: list[Problem] = []
+        """Encode named columns into an (n_rows, n_features) float matrix, or raise with every
+        problem of every column (true counts, the first few of each as details). `warnings`: a
+        request's, where the "warn" policy may put unknown categories. `problems`: collect into
+        this log instead of raising (the caller reports everything at once)."""
+        log = problems if problems is not None else ProblemLog()
         matrix = np.empty((n_rows, len(self.features)), dtype=np.float64)
         for j, feature in enumerate(self.features):
             column = columns.get(feature.name)
             if column is None:
-                problems.append(Problem(feature.name, "missing column"))
+                log.add(Problem(feature.name, "missing column"))
                 continue
-            matrix[:, j] = feature.encode(column, text, problems)
-        if problems:
-            raise DataValidationError(_summary(problems), problems)
+            matrix[:, j] = feature.encode(column, text, log, warnings)
+        if log and problems is None:
+            raise log.error()
         return matrix
 
-    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def encode_records(
+        self, records: Sequence[Mapping[str, Any]], warnings: list[str] | None = None
+    ) -> np.ndarray:
         """Encode JSON records (one dict per row); a key absent from a record is reported."""
         names = self.names
         try:
@@ -231,9 +302,11 @@ class FeatureSchema:
             }
         except KeyError:
             columns = {name: [r.get(name, MISSING) for r in records] for name in names}
-        return self.encode_columns(columns, len(records))
+        return self.encode_columns(columns, len(records), warnings=warnings)
 
-    def encode_rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
+    def encode_rows(
+        self, rows: Sequence[Sequence[Any]], warnings: list[str] | None = None
+    ) -> np.ndarray:
         """Encode JSON rows given as lists of values in schema order."""
         width = len(self.features)
         bad = [
@@ -247,9 +320,15 @@ class FeatureSchema:
             if not isinstance(r, list) or len(r) != width
         ]
         if bad:
-            raise DataValidationError("rows do not match the feature schema", bad[:MAX_PROBLEMS])
+            raise DataValidationError(
+                f"{len(bad):,} row(s) do not match the feature schema",
+                bad[:MAX_PROBLEMS],
+                {None: len(bad)},
+            )
         columns = dict(zip(self.names, zip(*rows, strict=True), strict=True)) if rows else {}
-        return self.encode_columns({k: list(v) for k, v in columns.items()}, len(rows))
+        return self.encode_columns(
+            {k: list(v) for k, v in columns.items()}, len(rows), warnings=warnings
+        )
 
     @cached_property
     def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -284,41 +363,48 @@ class FeatureSchema:
         return warnings
 
 
-def learn_schema(
-    configs: Sequence[FeatureConfig], columns: Mapping[str, Sequence[Any]], text: bool = True
-) -> FeatureSchema:
-    """Build the schema from config and training data: learn categories, then training ranges."""
-    problems: list[Problem] = []
+def fit_schema(
+    configs: Sequence[FeatureConfig],
+    columns: Mapping[str, Sequence[Any]],
+    n_rows: int,
+    *,
+    text: bool,
+    unknown: str,
+    problems: ProblemLog,
+) -> tuple[FeatureSchema, np.ndarray]:
+    """The schema learned from training columns (`unknown`: the config's policy, recorded on
+    each feature) and the columns encoded by it, strictly, in one pass. Problems go to
+    `problems`; a feature absent from the data is one, and is left out of the schema."""
     features = []
     for spec in configs:
         column = columns.get(spec.name)
         if column is None:
-            problems.append(Problem(spec.name, "missing column"))
+            problems.add(Problem(spec.name, "missing column"))
             continue
         categories = spec.categories
         if spec.type == "category" and not categories:
             seen = {str(v).strip() for v in column if v is not None and v is not MISSING}
             categories = tuple(sorted(v for v in seen if v.lower() not in _MISSING_TEXT))
         features.append(
-            Feature(spec.name, spec.type, spec.transform, spec.required, tuple(categories))
+            Feature(
+                spec.name,
+                spec.type,
+                spec.transform,
+                spec.required,
+                tuple(categories),
+                unknown=unknown,
+            )
         )
-    if problems:
-        raise DataValidationError(_summary(problems), problems)
     schema = FeatureSchema(tuple(features))
-    matrix = schema.encode_columns(columns, len(next(iter(columns.values()), [])), text)
-    ranged = []
+    matrix = schema.encode_columns(columns, n_rows, text, problems=problems)
+    learned = []
     for j, f in enumerate(schema.features):
-        if f.type in ("number", "integer") and not np.isnan(matrix[:, j]).all():
+        missing = np.isnan(matrix[:, j])
+        lo = hi = None
+        if f.type in ("number", "integer") and not missing.all():
             lo, hi = float(np.nanmin(matrix[:, j])), float(np.nanmax(matrix[:, j]))
-            ranged.append(Feature(f.name, f.type, f.transform, f.required, f.categories, lo, hi))
-        else:
-            ranged.append(f)
-    return FeatureSchema(tuple(ranged))
-
-
-def _summary(problems: list[Problem]) -> str:
-    fields = sorted({p.field or "input" for p in problems})
-    return f"{len(problems)} invalid value(s) in {', '.join(fields)}"
+        learned.append(replace(f, min=lo, max=hi, missing_rows=int(missing.sum())))
+    return FeatureSchema(tuple(learned)), matrix
 
 
 def _type_name(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Serving: the lazily loaded, verified, refreshable model of one predict function.
 
 Import never touches S3 and never imports scikit-learn. The first request (or SnapStart's
-before-snapshot hook) loads the model: resolve alias -> manifest -> fetch + sha256 verify
+before-snapshot hook) loads the model: resolve alias -> manifest -> its signature (attestation,
+when signed or required: sklambda.signing) -> fetch + sha256 verify
 (cached in /tmp by hash) -> the numpy form (model.npz, read without pickle) when the manifest
 has one, else runtime check + joblib.load -> one warm-up prediction. Each phase is timed.
 
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +29,11 @@ from sklambda.errors import ModelUnavailableError, SklambdaError
 from sklambda.manifest import Manifest, check_runtime, open_verified, served_artifact
 from sklambda.model import LoadedModel
 from sklambda.settings import ServingSettings
+from sklambda.signing import Verifier
 from sklambda.store import ModelStore
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
 
 RETRY_AFTER_SECONDS = 5
 # After the n-th failed load or refresh in a row, wait min(BACKOFF_CAP, BACKOFF_BASE * 2**(n-1)).
@@ -57,6 +62,9 @@ class ModelHolder:
     on_load: LoadHook | None = None
     on_refresh_error: Callable[[Exception], None] | None = None
     clock: Callable[[], float] = time.monotonic
+    # Makes the KMS client that reads the signing key's public part, once per holder.
+    kms_factory: Callable[[], KMSClient] | None = None
+    verifier: Verifier = field(init=False)
     _model: LoadedModel | None = field(default=None, init=False)
     _last_error: str | None = field(default=None, init=False)
     _checked_at: float = field(default=0.0, init=False)
@@ -66,6 +74,13 @@ class ModelHolder:
     _deadline: float | None = field(default=None, init=False)  # this invocation's, perf_counter
     _refresher: threading.Thread | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        # Built from the settings, not passed in: no holder can serve without the signature
+        # rules its function is configured with.
+        self.verifier = Verifier(
+            self.settings.signing_key_id, self.settings.require_signed, self.kms_factory
+        )
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -226,7 +241,10 @@ class ModelHolder:
     def _resolve(self, store: ModelStore) -> Manifest:
         self._check_time("resolve")
         return store.resolve(
-            self.settings.model_name, self.settings.alias, self.settings.version or None
+            self.settings.model_name,
+            self.settings.alias,
+            self.settings.version or None,
+            verifier=self.verifier,
         )
 
     def _load(

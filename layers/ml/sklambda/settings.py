@@ -56,8 +56,14 @@ class ServingSettings(_EnvSettings):
     max_body_bytes: int = Field(default=5_000_000, validation_alias="MAX_BODY_BYTES", gt=0)
     cache_dir: Path = Field(default=Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
     # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
-    # "joblib": always the pickle.
-    model_format: Literal["auto", "joblib"] = Field(default="auto", validation_alias="MODEL_FORMAT")
+    # "joblib": always the pickle; "npz": model.npz only, a version without one is refused.
+    model_format: Literal["auto", "joblib", "npz"] = Field(
+        default="auto", validation_alias="MODEL_FORMAT"
+    )
+    # The KMS key whose signature (models/<name>/versions/<v>/attestation.json) a model must
+    # carry when require_signed; a signed model that does not verify is refused either way.
+    signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
+    require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
 
 
 class RetrainSettings(_EnvSettings):
@@ -70,3 +76,7 @@ class RetrainSettings(_EnvSettings):
     # None (an empty variable): the model config's promotion_floor / baseline_margin.
     floor: float | None = Field(default=None, validation_alias="PROMOTION_FLOOR")
     baseline_margin: float | None = Field(default=None, validation_alias="BASELINE_MARGIN", ge=0)
+    # Signs each version it publishes; verifies the champion (as the predict function does)
+    # before scoring it.
+    signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
+    require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")

@@ -1,12 +1,17 @@
 """S3 model registry: immutable versions, verified uploads, aliases moved by conditional writes.
 
 Layout under the bucket:
-  models/<name>/versions/<version>/model.joblib, model.npz, manifest.json   (never overwritten)
+  models/<name>/versions/<version>/model.joblib, model.npz, attestation.json, manifest.json
+                                       (never overwritten; attestation.json when signed)
   models/<name>/aliases/<alias>.json   {"version", "sha256", "numpy_sha256", "promoted_at", ...}
   models/<name>/runs/<run-id>.json     retrain run records
   datasets/<name>/*.csv                training data a retrain reads (one table, same header)
 The client is passed in (boto3 honours AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, so the same code
 talks to AWS or to a moto server).
+
+Every name a key or a local path is built from (model, version, alias, run id, sha256, dataset
+key) is checked against sklambda.names first, whether it came from the CLI, an event or the
+registry itself.
 """
 
 from __future__ import annotations
@@ -19,13 +24,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ValidationError
 
 from sklambda.data import Table, parse_csv
-from sklambda.errors import AliasConflictError, DataValidationError, IntegrityError, RegistryError
+from sklambda.errors import (
+    AliasConflictError,
+    DataValidationError,
+    IntegrityError,
+    InvalidNameError,
+    RegistryError,
+)
 from sklambda.manifest import (
     MANIFEST_FILE,
     ArtifactInfo,
@@ -34,7 +46,9 @@ from sklambda.manifest import (
     read_manifest,
     verify_file,
 )
+from sklambda.names import Sha256, Version, is_valid, validate_name
 from sklambda.settings import DEFAULT_ALIAS
+from sklambda.signing import ATTESTATION_FILE, Signer, Verifier, manifest_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -80,6 +94,17 @@ class AliasRecord:
         )
 
 
+class _AliasFile(BaseModel):
+    """An alias object as read from S3: every name in it is checked (sklambda.names)."""
+
+    version: Version
+    sha256: Sha256
+    numpy_sha256: Sha256 | Literal[""] | None = None
+    promoted_at: str = ""
+    previous: Version | None = None
+    history: list[Version] | None = None
+
+
 class ModelStore:
     """The registry for one bucket."""
 
@@ -91,27 +116,34 @@ class ModelStore:
     # --- keys -----------------------------------------------------------------------------
 
     def version_prefix(self, name: str, version: str) -> str:
+        name, version = validate_name("model name", name), validate_name("version", version)
         return f"{self.prefix}/{name}/versions/{version}/"
 
     def alias_key(self, name: str, alias: str) -> str:
+        name, alias = validate_name("model name", name), validate_name("alias", alias)
         return f"{self.prefix}/{name}/aliases/{alias}.json"
 
     def run_key(self, name: str, run_id: str) -> str:
+        name, run_id = validate_name("model name", name), validate_name("run id", run_id)
         return f"{self.prefix}/{name}/runs/{run_id}.json"
 
     @staticmethod
     def dataset_key(name: str, filename: str) -> str:
-        return f"{DATASET_PREFIX}/{name}/{filename}"
+        return validate_name("dataset key", f"{DATASET_PREFIX}/{name}/{filename}")
 
     # --- publish --------------------------------------------------------------------------
 
-    def publish(self, folder: Path) -> Manifest:
-        """Upload a trained artifact folder as a new immutable version, verified byte for byte.
+    def publish(self, folder: Path, signer: Signer | None = None) -> Manifest:
+        """Upload a trained artifact folder as a new immutable version, verified byte for byte,
+        and signed (attestation.json) when a signer is given.
 
-        The model goes first and the manifest last, each written only if absent, so a version
-        whose manifest exists is complete and nothing can overwrite it.
+        The model goes first, then the attestation, and the manifest last, each written only if
+        absent. A version is complete only when both the attestation and the manifest exist;
+        the manifest is last because its presence is what marks a version as published (the
+        check below, versions(), resolve), so a version that looks published is never waiting
+        for its signature, and nothing can overwrite it.
         """
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder)  # its artifact keys are known file names, not paths
         for info in manifest.artifacts:
             verify_file(folder / info.key, manifest, info)
         base = self.version_prefix(manifest.name, manifest.version)
@@ -121,10 +153,17 @@ class ModelStore:
                 "immutable (train again for a new version)",
                 code="version_exists",
             )
+        body = manifest.to_json().encode()
+        # Signed before anything is uploaded: a key this caller may not use leaves no files.
+        attestation = (
+            signer.sign(manifest.name, manifest.version, manifest_sha256(body)) if signer else None
+        )
         for info in manifest.artifacts:
             self._put_new(base + info.key, (folder / info.key).read_bytes())
             self._verify_remote(base + info.key, info)
-        self._put_new(base + MANIFEST_FILE, manifest.to_json().encode())
+        if attestation is not None:
+            self._put_new(base + ATTESTATION_FILE, attestation.to_json().encode())
+        self._put_new(base + MANIFEST_FILE, body)
         return manifest
 
     def _put_new(self, key: str, body: bytes) -> None:
@@ -152,8 +191,11 @@ class ModelStore:
 
     # --- read -----------------------------------------------------------------------------
 
-    def manifest(self, name: str, version: str) -> Manifest:
-        key = self.version_prefix(name, version) + MANIFEST_FILE
+    def manifest(self, name: str, version: str, verifier: Verifier | None = None) -> Manifest:
+        """A version's manifest. With a verifier, its attestation is checked against the bytes
+        read before anything in them is trusted (sklambda.signing)."""
+        base = self.version_prefix(name, version)
+        key = base + MANIFEST_FILE
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
@@ -162,7 +204,29 @@ class ModelStore:
                     f"{name} has no version {version}", "version_not_found", 404
                 ) from None
             raise self._denied_or(exc, key) from None
-        return Manifest.from_json(body, f"s3://{self.bucket}/{key}")
+        if verifier is not None and verifier.enabled:
+            attestation = self._read_if_present(base + ATTESTATION_FILE)
+            verifier.check(name, version, manifest_sha256(body), attestation)
+        manifest = Manifest.from_json(body, f"s3://{self.bucket}/{key}")
+        if (manifest.name, manifest.version) != (name, version):
+            raise IntegrityError(
+                f"s3://{self.bucket}/{key} holds the manifest of {manifest.name} "
+                f"{manifest.version}; refusing it"
+            )
+        return manifest
+
+    def _read_if_present(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist. A 403 counts as absent: a role
+        whose s3:ListBucket is limited to a prefix (the predict function's) gets 403, not 404,
+        for a missing key. Safe for an attestation: absent is refused where one is required,
+        and where it is not, a writer could have deleted it anyway."""
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "AccessDenied", "403"):
+                return None
+            raise
+        return body
 
     def alias(self, name: str, alias: str) -> AliasRecord | None:
         key = self.alias_key(name, alias)
@@ -172,30 +236,42 @@ class ModelStore:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise self._denied_or(exc, key) from None
-        raw = json.loads(obj["Body"].read())
+        try:
+            raw = _AliasFile.model_validate_json(obj["Body"].read())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise IntegrityError(
+                f"alias object s3://{self.bucket}/{key} is not valid ({where}: {first['msg']})"
+            ) from None
         return AliasRecord(
             alias=alias,
-            version=raw["version"],
-            sha256=raw["sha256"],
-            promoted_at=raw.get("promoted_at", ""),
-            previous=raw.get("previous"),
-            history=tuple(raw.get("history") or ([raw["previous"]] if raw.get("previous") else [])),
+            version=raw.version,
+            sha256=raw.sha256,
+            promoted_at=raw.promoted_at,
+            previous=raw.previous,
+            history=tuple(raw.history or ([raw.previous] if raw.previous else [])),
             etag=obj["ETag"],
-            numpy_sha256=raw.get("numpy_sha256"),
+            numpy_sha256=raw.numpy_sha256,
         )
 
     def resolve(
-        self, name: str, alias: str = DEFAULT_ALIAS, version: str | None = None
+        self,
+        name: str,
+        alias: str = DEFAULT_ALIAS,
+        version: str | None = None,
+        verifier: Verifier | None = None,
     ) -> Manifest:
-        """A pinned version, or the version an alias points to, as its manifest."""
+        """A pinned version, or the version an alias points to, as its manifest, verified by
+        `verifier` (when given) before the alias's sha256s are compared with it."""
         if version:
-            return self.manifest(name, version)
+            return self.manifest(name, version, verifier)
         record = self.alias(name, alias)
         if record is None:
             raise RegistryError(
                 f"{name} has no alias {alias!r} (promote a version first)", "alias_not_found", 404
             )
-        manifest = self.manifest(name, record.version)
+        manifest = self.manifest(name, record.version, verifier)
         promised = [(record.sha256, manifest.artifact.sha256)]
         if record.numpy_sha256 is not None:
             promised.append((record.numpy_sha256, _numpy_sha256(manifest)))
@@ -222,8 +298,12 @@ class ModelStore:
         info = info or manifest.artifact
         timings = {} if timings is None else timings
         started = time.perf_counter()
+        # The cache file is named by the sha256: a name, never a path (checked again here, as a
+        # Manifest can be built without validation).
+        if info.format not in ("joblib", "npz"):
+            raise IntegrityError(f"unknown artifact format {info.format[:20]!r}")
+        target = dest_dir / f"{validate_name('sha256', info.sha256)}.{info.format}"
         dest_dir.mkdir(parents=True, exist_ok=True)
-        target = dest_dir / f"{info.sha256}.{info.format}"
         if target.exists():
             timings["fetch_ms"] = 0.0
             try:
@@ -249,14 +329,16 @@ class ModelStore:
         return VerifiedFile(target, info)
 
     def versions(self, name: str) -> list[str]:
-        prefix = f"{self.prefix}/{name}/versions/"
+        """Published versions (those with a manifest), oldest first; a folder whose name is not
+        a version (sklambda.names) is left out: it could never be read."""
+        prefix = f"{self.prefix}/{validate_name('model name', name)}/versions/"
         found = set()
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         ):
             for obj in page.get("Contents", []):
                 rest = obj["Key"][len(prefix) :]
-                if rest.endswith("/" + MANIFEST_FILE):
+                if rest.endswith("/" + MANIFEST_FILE) and is_valid("version", rest.split("/")[0]):
                     found.add(rest.split("/", 1)[0])
         return sorted(found)
 
@@ -278,14 +360,17 @@ class ModelStore:
         version: str,
         alias: str = DEFAULT_ALIAS,
         expected: AliasRecord | None | str = "read",
+        verifier: Verifier | None = None,
     ) -> AliasRecord:
         """Point alias at version with one conditional PUT.
 
         `expected` is the alias record the caller decided on ("read" reads it now). The write
         succeeds only if the alias object is still that one (ETag match, or absent), so two
-        concurrent promotions cannot both win.
+        concurrent promotions cannot both win. With a verifier, a version that the predict
+        function would refuse (unsigned, or a bad signature) is not promoted.
         """
-        manifest = self.manifest(name, version)  # raises if the version does not exist
+        self.alias_key(name, alias)  # a bad alias is refused before anything is read
+        manifest = self.manifest(name, version, verifier)  # raises if there is no such version
         for info in manifest.artifacts:
             self._verify_remote(self.version_prefix(name, version) + info.key, info)
         current = self.alias(name, alias) if expected == "read" else expected
@@ -295,7 +380,9 @@ class ModelStore:
             history = ((current.version,) + current.history)[:HISTORY_LIMIT]
         return self._write_alias(name, alias, manifest, history, current)
 
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> AliasRecord:
+    def rollback(
+        self, name: str, alias: str = DEFAULT_ALIAS, verifier: Verifier | None = None
+    ) -> AliasRecord:
         """Move the alias back to the version it pointed to before the last promotion."""
         current = self.alias(name, alias)
         if current is None or not current.history:
@@ -304,7 +391,7 @@ class ModelStore:
                 "nothing_to_roll_back",
                 409,
             )
-        target = self.manifest(name, current.history[0])
+        target = self.manifest(name, current.history[0], verifier)
         return self._write_alias(name, alias, target, current.history[1:], current)
 
     def _write_alias(
@@ -346,7 +433,7 @@ class ModelStore:
     # --- datasets -------------------------------------------------------------------------
 
     def dataset_keys(self, name: str) -> list[str]:
-        prefix = f"{DATASET_PREFIX}/{name}/"
+        prefix = f"{DATASET_PREFIX}/{validate_name('model name', name)}/"
         keys = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
@@ -358,6 +445,9 @@ class ModelStore:
 
     def dataset(self, name: str, key: str | None = None) -> Table:
         """One table from one key, or from every CSV under datasets/<name>/ (same header each)."""
+        folder = f"{DATASET_PREFIX}/{validate_name('model name', name)}/"
+        if key and not validate_name("dataset key", key).startswith(folder):
+            raise InvalidNameError(f"dataset key {key!r} is not under {folder}")
         keys = [key] if key else self.dataset_keys(name)
         if not keys:
             raise DataValidationError(

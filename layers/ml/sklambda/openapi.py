@@ -1,0 +1,235 @@
+"""The OpenAPI document of the predict API, made exact for the model being served.
+
+What POST /predict accepts depends on the model: its features, their types, categories and which
+may be missing. The static document (Powertools, from the pydantic models in sklambda.api) can
+only say "an object"; `for_model` puts the served model's feature schema into it, so that every
+body the document calls valid is one the API answers (and Swagger UI shows the real features).
+
+The JSON Schema below restates, for JSON bodies, what sklambda.request_formats and
+sklambda.schema accept (a test holds the two together):
+
+- a record is an object with every required feature; other keys are ignored (with a warning);
+  a value may be null only where the feature is not required;
+- number and integer: a finite JSON number (an integer may be written 2.0), > 0 under a log
+  transform; boolean: true/false, 0/1, or yes/no, true/false, y/n, 1/0 as a string in any case,
+  blanks around it ignored; category: one of the learned strings, exactly (any string when the
+  model predicts unknown categories as missing: unknown_categories = "warn");
+- one bare record; {"instances": [...]} with 1..max_rows records, or lists of values in schema
+  order; {"dataframe_records": [...]} with 1..max_rows records; {"dataframe_split": {"columns",
+  "data"}} (documented with the columns in schema order; the API also takes any order).
+  Which form a body is goes by its keys, in that precedence: instances, dataframe_records,
+  dataframe_split, else a record.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from sklambda.errors import DataValidationError
+from sklambda.schema import Feature, FeatureSchema
+
+FORMAT_KEYS = ("instances", "dataframe_records", "dataframe_split")
+# The finite range of a value: float64's largest value for a JSON float; for a JSON integer the
+# largest float() converts (rounding to that float) rather than refusing (OverflowError: 422).
+FLOAT_MAX = 1.7976931348623157e308
+INT_MAX = 2**1024 - 2**970 - 1
+# Blanks str.strip() removes and every JSON Schema regex engine agrees on.
+_BLANK = "[ \\t\\n\\r\\f\\v]*"
+_BOOLEAN_WORDS = ("yes", "no", "true", "false", "y", "n")
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
+
+
+BOOLEAN_PATTERN = f"^{_BLANK}({'|'.join(map(_any_case, _BOOLEAN_WORDS))}|1|0){_BLANK}$"
+PREDICT_PATH = "/predict"
+
+
+def value_schema(feature: Feature) -> dict[str, Any]:
+    """One feature's JSON value."""
+    schema: dict[str, Any]
+    if feature.type == "category":
+        schema = {"type": "string", "enum": list(feature.categories)}
+        # A model configured with unknown_categories = "warn" predicts any other string as
+        # missing (with a warning). getattr: manifests, and Features, from before the policy.
+        if getattr(feature, "unknown", "reject") == "warn":
+            schema = {
+                "type": "string",
+                "examples": list(feature.categories),
+                "description": "known: " + ", ".join(feature.categories) + "; any other string "
+                "is predicted as missing, with a warning",
+            }
+    elif feature.type == "boolean":
+        schema = {
+            "anyOf": [
+                {"type": "boolean"},
+                {"type": "number", "enum": [0, 1]},
+                {"type": "string", "pattern": BOOLEAN_PATTERN},
+            ]
+        }
+    else:
+        largest = INT_MAX if feature.type == "integer" else FLOAT_MAX
+        schema = {"type": feature.type, "minimum": -largest, "maximum": largest}
+        if feature.transform == "log":  # its log is taken: > 0
+            del schema["minimum"]
+            schema["exclusiveMinimum"] = 0
+    if feature.min is not None and feature.max is not None:
+        schema["description"] = f"training range [{feature.min:g}, {feature.max:g}]"
+    if not feature.required:
+        schema = {"anyOf": [schema, {"type": "null"}], "description": "may be null (missing)"}
+    return schema
+
+
+def record_schema(schema: FeatureSchema) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "type": "object",
+        "properties": {f.name: value_schema(f) for f in schema.features},
+        "additionalProperties": True,  # ignored, with a warning in the reply
+    }
+    required = [f.name for f in schema.features if f.required]
+    if required:
+        record["required"] = required
+    return record
+
+
+def row_schema(schema: FeatureSchema) -> dict[str, Any]:
+    n = len(schema.features)
+    return {
+        "type": "array",
+        "prefixItems": [value_schema(f) for f in schema.features],
+        "items": False,
+        "minItems": n,
+        "maxItems": n,
+        "description": f"values in schema order: {', '.join(schema.names)}",
+    }
+
+
+def _without(*keys: str) -> dict[str, Any]:
+    """The body has none of `keys` (which would make it another request format)."""
+    return {"not": {"anyOf": [{"required": [k]} for k in keys]}}
+
+
+def request_schema(schema: FeatureSchema, max_rows: int) -> dict[str, Any]:
+    """The JSON Schema of a POST /predict body for a model with this feature schema."""
+    record = {"$ref": "#/components/schemas/Record"}
+    row = {"$ref": "#/components/schemas/Row"}
+
+    def rows(items: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "array", "items": items, "minItems": 1, "maxItems": max_rows}
+
+    single: dict[str, Any] = {
+        "title": "One record",
+        "allOf": [record, _without(*FORMAT_KEYS)],
+    }
+    if not any(f.required for f in schema.features):  # a record must name a feature at least
+        single["allOf"].append({"anyOf": [{"required": [name]} for name in schema.names]})
+    return {
+        "anyOf": [
+            single,
+            {
+                "title": "instances (TF Serving / KServe V1)",
+                "type": "object",
+                "required": ["instances"],
+                "properties": {"instances": {"anyOf": [rows(record), rows(row)]}},
+            },
+            {
+                "title": "dataframe_records (MLflow)",
+                "type": "object",
+                "required": ["dataframe_records"],
+                "properties": {"dataframe_records": rows(record)},
+                **_without("instances"),
+            },
+            {
+                "title": "dataframe_split (MLflow)",
+                "type": "object",
+                "required": ["dataframe_split"],
+                "properties": {
+                    "dataframe_split": {
+                        "type": "object",
+                        "required": ["columns", "data"],
+                        "properties": {
+                            "columns": {"const": schema.names},
+                            "data": rows(row),
+                        },
+                    }
+                },
+                **_without("instances", "dataframe_records"),
+            },
+        ]
+    }
+
+
+def example_record(schema: FeatureSchema, preferred: Mapping[str, Any]) -> dict[str, Any]:
+    """`preferred` when it is a valid record of exactly this model's features, else a record
+    of typical values: the middle of each training range, the first category."""
+    if set(preferred) == set(schema.names):
+        try:
+            schema.encode_records([preferred])
+        except DataValidationError:
+            pass
+        else:
+            return {name: preferred[name] for name in schema.names}
+    record: dict[str, Any] = {}
+    for f in schema.features:
+        if f.type == "category":
+            record[f.name] = f.categories[0] if f.categories else None
+        elif f.type == "boolean":
+            record[f.name] = "yes"
+        else:
+            middle = (f.min + f.max) / 2 if f.min is not None and f.max is not None else 1.0
+            if f.transform == "log" and middle <= 0:
+                middle = 1.0
+            record[f.name] = round(middle) if f.type == "integer" else middle
+    return record
+
+
+def examples(record: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    """The request examples of the document, one per form, from one record."""
+    row = [record[name] for name in names]
+    forms = {
+        "record": ("one record (the reply also carries {target: value})", dict(record)),
+        "instances": ("a batch of records", {"instances": [dict(record), dict(record)]}),
+        "rows": ("a batch of rows in schema order", {"instances": [row]}),
+        "dataframe_split": (
+            "MLflow split orientation",
+            {"dataframe_split": {"columns": names, "data": [row]}},
+        ),
+        "dataframe_records": ("MLflow records orientation", {"dataframe_records": [record]}),
+    }
+    return {key: {"summary": summary, "value": value} for key, (summary, value) in forms.items()}
+
+
+def without_model(document: dict[str, Any]) -> dict[str, Any]:
+    """The static document, when no model is loaded (every POST /predict is then a 503)."""
+    out = copy.deepcopy(document)
+    out["paths"][PREDICT_PATH]["post"]["requestBody"]["required"] = True
+    return out
+
+
+def for_model(
+    document: dict[str, Any],
+    schema: FeatureSchema,
+    max_rows: int,
+    model: str,
+    preferred_example: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A copy of `document` whose POST /predict body is exactly what this model accepts, with
+    examples this model answers."""
+    out = copy.deepcopy(document)
+    components = out.setdefault("components", {}).setdefault("schemas", {})
+    components["Record"] = record_schema(schema)
+    components["Row"] = row_schema(schema)
+    components["PredictBody"] = request_schema(schema, max_rows)
+    body = out["paths"][PREDICT_PATH]["post"]["requestBody"]
+    body["required"] = True
+    record = example_record(schema, preferred_example)
+    for media in body["content"].values():
+        media["schema"] = {"$ref": "#/components/schemas/PredictBody"}
+        media["examples"] = examples(record, schema.names)
+    info = out.setdefault("info", {})
+    served = f"Request bodies are described for the model being served: {model}."
+    info["description"] = "\n\n".join(filter(None, [info.get("description"), served]))
+    return out
