@@ -610,7 +610,12 @@ def render_config(inference: Inference, source: str) -> str:
     task_line = f"task = {_toml(i.task)}"
     if i.task == "classification":
         task_line += "   # accepted by train once classification lands (issue 13)"
-    lines += [f"name = {_toml(i.name)}", task_line, "", "[data]"]
+    lines += [f"name = {_toml(i.name)}", task_line]
+    lines += _comment(
+        'A category value a prediction request holds that training never saw: "reject" answers '
+        '422 naming it; "warn" predicts it as a missing value and says so in the reply.'
+    )
+    lines += ['unknown_categories = "reject"', "", "[data]"]
     lines += [f"source = {_toml(source)}   # relative to this file", "", "[target]"]
     lines.append(f"name = {_toml(i.target.name)}")
     if i.task == "regression":
@@ -636,6 +641,11 @@ def render_config(inference: Inference, source: str) -> str:
     ]
     if i.task == "regression":
         lines.append('primary_metric = "r2"')
+    lines += _comment(
+        '"train_split": the published model never saw its holdout, as scheduled retraining '
+        'needs; "all_rows" refits it on every row'
+    )
+    lines.append('final_fit = "train_split"')
     features = i.features
     lines += ["", f"# {len(features)} features, in the CSV's order."]
     lines += _comment(

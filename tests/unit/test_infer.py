@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from sklambda.config import load_config
-from sklambda.data import parse_csv
+from sklambda.data import parse_csv, read_csv
 from sklambda.errors import ConfigError
 from tests.generated_tables import GeneratedTable, wide_housing_table
+from tests.helpers import HOUSE_CSV
 from training.infer import Inference, infer, render_config, write_config
 
 pytestmark = pytest.mark.unit
@@ -61,6 +62,19 @@ def test_every_left_out_column_says_why(wide_inference):
 
 def test_a_positive_right_skewed_target_gets_a_log_transform(wide_inference):
     assert wide_inference.target.transform == "log"
+
+
+def test_the_bundled_sales_get_the_textbook_specification(house_config):
+    """Anglin & Gencay's hedonic model (training/configs/house_prices.toml): log price, log lot
+    size, the other ten as they are; the unnamed row-number column left out."""
+    inference = infer(read_csv(HOUSE_CSV), "price")
+    assert inference.target.transform == "log"
+    numeric = {"integer": "number"}  # the book's lot sizes are whole numbers of square feet
+    assert [(f.name, numeric.get(f.kind, f.kind), f.transform) for f in inference.features] == [
+        (f.name, numeric.get(f.type, f.type), f.transform) for f in house_config.features
+    ]
+    assert inference.column("").decision == "no name"
+    assert inference.estimator.kind == "ridge"
 
 
 def test_a_symmetric_target_keeps_its_scale():
@@ -199,6 +213,8 @@ def test_the_written_config_loads_and_lists_the_kept_features_with_their_decisio
         assert by_name[name].required is wide.expected[name].required
     assert config.estimator.kind == "hist_gradient_boosting"
     text = out.read_text()
+    raw = tomllib.loads(text)  # the policies are written out, so a reader sees the choice
+    assert (raw["unknown_categories"], raw["evaluation"]["final_fit"]) == ("reject", "train_split")
     for name, e in wide.expected.items():  # every left-out column is named, with its reason
         if e.decision not in ("feature", "target"):
             assert f"# {name}: {e.decision}" in text
