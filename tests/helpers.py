@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from sklambda.config import ModelConfig, parse_config
+
+if TYPE_CHECKING:
+    from tools.local.runner import LocalApi
+
+Served: TypeAlias = "tuple[LocalApi, str]"  # a local API and the live model's version (e2e)
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

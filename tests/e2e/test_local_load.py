@@ -8,23 +8,18 @@ in requests (MAX_PER_CLIENT)."""
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-import boto3
 import pytest
 
-from sklambda.store import ModelStore
-from tests.helpers import EVENTS, load_event
+from tests.helpers import Served, load_event
 from tools.local.api import LocalApiServer
-from tools.local.loopback import FAKE_CREDENTIALS
-from tools.local.runner import LocalApi
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "load-key"
@@ -37,28 +32,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.tooling]
 
 
 @pytest.fixture(scope="module")
-def api_port(moto_endpoint: str, trained_dir: Path) -> Iterator[int]:
-    creds = {
-        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    }
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **creds)
-    bucket = f"load-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    store = ModelStore(s3, bucket)
-    store.promote("house-prices", store.publish(trained_dir).version)
-    env = json.loads((EVENTS / "env.json").read_text())
-    env["PredictFunction"]["MODEL_BUCKET"] = bucket
-    with LocalApi(
-        ROOT / "template.yaml",
-        env_vars=env,
-        port=0,
-        api_key=API_KEY,
-        s3_endpoint=moto_endpoint,
-        seed=None,
-        concurrency=4,
-        log=lambda line: None,
-    ) as api:
+def api_port(serve_template: Callable[..., AbstractContextManager[Served]]) -> Iterator[int]:
+    with serve_template(API_KEY) as (api, _):
         assert api.server is not None
         yield api.server.port
 

@@ -14,18 +14,14 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-import boto3
 import pytest
 
-from sklambda.store import ModelStore
 from tests.e2e.conformance_hooks import OVERFLOW
-from tests.helpers import EVENTS, load_event
-from tools.local.loopback import FAKE_CREDENTIALS
-from tools.local.runner import LocalApi
+from tests.helpers import Served, load_event
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # hooks and the checks' status lists
@@ -38,29 +34,11 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def api_url(moto_endpoint: str, trained_dir: Path) -> Iterator[str]:
-    creds = {
-        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    }
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **creds)
-    bucket = f"openapi-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    store = ModelStore(s3, bucket)
-    store.promote("house-prices", store.publish(trained_dir).version)
-    env = json.loads((EVENTS / "env.json").read_text())
-    for function in ("PredictFunction", "ApiDocsFunction"):  # the docs describe the served model
-        env[function]["MODEL_BUCKET"] = bucket
-    with LocalApi(
-        ROOT / "template.yaml",
-        env_vars=env,
-        port=0,
-        api_key=API_KEY,
-        s3_endpoint=moto_endpoint,
-        seed=None,
-        concurrency=2,
-        log=lambda line: None,
-    ) as api:
+def api_url(serve_template: Callable[..., AbstractContextManager[Served]]) -> Iterator[str]:
+    # The docs function describes the served model, so it is pointed at the bucket too.
+    with serve_template(
+        API_KEY, concurrency=2, functions=("PredictFunction", "ApiDocsFunction")
+    ) as (api, _):
         yield api.url
 
 

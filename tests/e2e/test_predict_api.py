@@ -7,19 +7,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from sklambda.store import ModelStore
-from tests.helpers import EVENTS, load_event
-from tools.local.loopback import FAKE_CREDENTIALS
+from tests.helpers import Served, load_event
 from tools.local.runner import LocalApi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,33 +27,9 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def served(moto_endpoint: str, trained_dir: Path) -> Iterator[tuple[LocalApi, str]]:
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **_creds())
-    bucket = f"e2e-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    store = ModelStore(s3, bucket)
-    version = store.publish(trained_dir).version
-    store.promote("house-prices", version)
-    env = json.loads((EVENTS / "env.json").read_text())
-    env["PredictFunction"]["MODEL_BUCKET"] = bucket
-    with LocalApi(
-        ROOT / "template.yaml",
-        env_vars=env,
-        port=0,
-        api_key=API_KEY,
-        s3_endpoint=moto_endpoint,
-        seed=None,
-        concurrency=4,
-        log=lambda line: None,
-    ) as api:
-        yield api, version
-
-
-def _creds() -> dict[str, str]:
-    return {
-        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-    }
+def served(serve_template: Callable[..., AbstractContextManager[Served]]) -> Iterator[Served]:
+    with serve_template(API_KEY) as served:
+        yield served
 
 
 def send(
