@@ -211,8 +211,10 @@ def test_routes_and_which_need_an_api_key() -> None:
     needs_key = {route: e["Auth"]["ApiKeyRequired"] for route, e in events.items()}
     assert needs_key == {
         ("POST", "/predict"): True,
+        ("POST", "/invocations"): True,
         ("GET", "/model"): True,
         ("GET", "/health"): False,
+        ("GET", "/ping"): False,
         ("GET", "/openapi.json"): False,
         ("GET", "/swagger"): False,
     }
@@ -234,7 +236,7 @@ def test_generated_api_enforces_the_keys(translated: dict[str, Any]) -> None:
         for method, op in when_true(methods).items()
         if {"api_key": []} in when_true(op).get("security", [])
     }
-    assert keyed == {("POST", "/predict"), ("GET", "/model")}
+    assert keyed == {("POST", "/predict"), ("POST", "/invocations"), ("GET", "/model")}
     # The docs routes exist only under the ApiDocsEnabled condition (SAM wraps them in Fn::If).
     for _, path in DOCS:
         assert paths[path]["Fn::If"][0] == "ApiDocsEnabled"
@@ -520,3 +522,14 @@ def test_every_checkov_skip_is_known_and_gives_its_reason() -> None:
             found.setdefault(logical_id, set()).add(skip["id"])
     assert found == CHECKOV_SKIPS
     assert "checkov" in (ROOT / ".ci/run").read_text()
+
+
+def test_prod_requires_signed_models_and_never_loads_a_pickle() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    prod = dict(
+        pair.split("=", 1)
+        for pair in config["prod"]["deploy"]["parameters"]["parameter_overrides"].split()
+    )
+    assert (prod["RequireSignedModels"], prod["ModelFormat"]) == ("true", "npz")
+    assert "npz" in TPL["Parameters"]["ModelFormat"]["AllowedValues"]
+    assert TPL["Parameters"]["RequireSignedModels"]["Default"] == "false"  # dev: local, unsigned
