@@ -525,6 +525,8 @@ def test_every_checkov_skip_is_known_and_gives_its_reason() -> None:
 
 
 def test_prod_requires_signed_models_and_never_loads_a_pickle() -> None:
+    import tomllib
+
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     prod = dict(
         pair.split("=", 1)
