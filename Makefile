@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requirements*.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate checkov build serve invoke bench sam-local-test clean
+.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate checkov build serve invoke batch bench sam-local-test clean
 
 help:
 	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions (VERBOSE=1: logs)"
@@ -18,6 +18,7 @@ help:
 	@echo "make build   sam build (no Docker, no local python3.12 needed)"
 	@echo "make serve   the template's API on http://127.0.0.1:3000 (PORT=...; Docker-free, moto S3)"
 	@echo "make invoke FUNCTION=PredictFunction EVENT=events/predict.json   one cold invoke"
+	@echo "make batch INPUT=file.csv   a batch transform job, locally (the state machine's definition, moto S3)"
 	@echo "make bench   benchmarks; writes benchmarks/RESULTS.md"
 	@echo "make sam-local-test   SAM CLI's own sam local invoke/start-api, no Docker (root)"
 
@@ -110,6 +111,10 @@ serve: venv
 
 invoke: venv
 	$(PY) -m tools.local invoke $(FUNCTION) $(EVENT)
+
+batch: venv
+	@test -n "$(INPUT)" || { echo "usage: make batch INPUT=file.csv (CSV with a header row, or .jsonl)"; exit 2; }
+	$(PY) -m tools.local.statemachine $(INPUT) --concurrency $(or $(CONCURRENCY),4)
 
 bench: venv
 	PYTHONPATH=functions/predict:functions/retrain $(PY) -m benchmarks

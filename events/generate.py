@@ -26,15 +26,36 @@ SECOND = {
 NAMES = list(RECORD)
 
 
+def csv_text(records, columns=None):
+    """CSV rows of `records`; with a header row of `columns` when given (else schema order)."""
+    lines = [",".join(columns)] if columns else []
+    for record in records:
+        lines.append(",".join(str(record.get(c, "")) for c in (columns or NAMES)))
+    return "\n".join(lines) + "\n"
+
+
+# A header in another order than the schema's, with a column the model does not know.
+CSV_COLUMNS = [
+    "prefarea",
+    "lotsize",
+    "note",
+    *[n for n in NAMES if n not in ("prefarea", "lotsize")],
+]
+
+
 def event(
     method,
     path,
     body=None,
+    *,
     content_type="application/json",
     request_id="c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+    accept="application/json",
+    resource=None,
+    path_parameters=None,
 ):
     headers = {
-        "Accept": "application/json",
+        "Accept": accept,
         "CloudFront-Forwarded-Proto": "https",
         "CloudFront-Viewer-Country": "CA",
         "Host": "1234567890.execute-api.us-east-1.amazonaws.com",
@@ -50,17 +71,17 @@ def event(
         headers["x-api-key"] = "local-api-key-0123456789"
         if content_type:
             headers["Content-Type"] = content_type
-    elif path == "/model":
+    elif path == "/model" or path.startswith("/v2/models/"):
         headers["x-api-key"] = "local-api-key-0123456789"
     return {
         "body": body,
-        "resource": path,
+        "resource": resource or path,
         "path": path,
         "httpMethod": method,
         "isBase64Encoded": False,
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": None,
+        "pathParameters": path_parameters,
         "stageVariables": None,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
@@ -93,10 +114,39 @@ def event(
             "requestTime": "24/Nov/2026:16:30:00 +0000",
             "requestTimeEpoch": 1795537800000,
             "resourceId": "abc123",
-            "resourcePath": path,
+            "resourcePath": resource or path,
             "stage": "dev",
         },
     }
+
+
+def v2_tensor(name, records):
+    """Datatype and data of one feature as GET /v2/models/{name} describes it: BOOL for the
+    yes/no features, FP64 for lotsize (a number), INT64 for the counts."""
+    values = [r[name] for r in records]
+    if isinstance(values[0], str):
+        return {"datatype": "BOOL", "data": [v == "yes" for v in values]}
+    if name == "lotsize":
+        return {"datatype": "FP64", "data": [float(v) for v in values]}
+    return {"datatype": "INT64", "data": values}
+
+
+def v2_event(method, model, body=None):
+    """An Open Inference Protocol route: /v2/models/{name}, or .../infer with a body."""
+    if body is None:
+        return event(
+            method,
+            f"/v2/models/{model}",
+            resource="/v2/models/{name}",
+            path_parameters={"name": model},
+        )
+    return event(
+        method,
+        f"/v2/models/{model}/infer",
+        json.dumps(body),
+        resource="/v2/models/{name}/infer",
+        path_parameters={"name": model},
+    )
 
 
 events = {
@@ -135,30 +185,65 @@ events = {
         "lotsize=5850&bedrooms=3",
         content_type="application/x-www-form-urlencoded",
     ),
+    "predict_csv": event(
+        "POST",
+        "/predict",
+        csv_text([{**RECORD, "note": "corner lot"}, SECOND], CSV_COLUMNS),
+        content_type="text/csv",
+    ),
+    "predict_csv_no_header": event(
+        "POST", "/predict", csv_text([RECORD, SECOND]), content_type="text/csv", accept="text/csv"
+    ),
+    "predict_csv_wrong_type": event(
+        "POST",
+        "/predict",
+        csv_text([RECORD, {**SECOND, "lotsize": "large"}], NAMES),
+        content_type="text/csv",
+    ),
+    "invocations": event("POST", "/invocations", json.dumps({"instances": [RECORD, SECOND]})),
+    "invocations_csv": event(
+        "POST",
+        "/invocations",
+        csv_text([RECORD, SECOND]),
+        content_type="text/csv",
+        accept="text/csv",
+    ),
     "model_info": event("GET", "/model"),
     "health": event("GET", "/health"),
+    "ping": event("GET", "/ping"),
+    # The Open Inference Protocol (KServe V2): the request forms of its required_api.md.
+    "v2_ready": event("GET", "/v2/health/ready"),
+    "v2_model_metadata": v2_event("GET", "house-prices"),
+    "v2_infer": v2_event(
+        "POST",
+        "house-prices",
+        {
+            "id": "42",
+            "inputs": [
+                {"name": name, "shape": [2], **v2_tensor(name, [RECORD, SECOND])} for name in NAMES
+            ],
+        },
+    ),
+    "v2_infer_matrix": v2_event(
+        "POST",
+        "house-prices",
+        {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [2, len(NAMES)],
+                    "datatype": "BYTES",
+                    "data": [[str(r[n]) for n in NAMES] for r in (RECORD, SECOND)],
+                }
+            ]
+        },
+    ),
+    "v2_infer_unknown_model": v2_event(
+        "POST",
+        "no-such-model",
+        {"inputs": [{"name": "lotsize", "shape": [1], "datatype": "FP64", "data": [5850]}]},
+    ),
 }
 for name, ev in events.items():
     Path(f"events/{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
-Path("events/env.json").write_text(
-    json.dumps(
-        {
-            "PredictFunction": {
-                "MODEL_BUCKET": "local-models",
-                "MODEL_NAME": "house-prices",
-                "MODEL_ALIAS": "live",
-                "MODEL_REFRESH_SECONDS": "300",
-                "POWERTOOLS_METRICS_NAMESPACE": "SklambdaLocal",
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
-            "RetrainFunction": {
-                "MODEL_BUCKET": "local-models",
-                "MODEL_NAME": "house-prices",
-                "MODEL_ALIAS": "live",
-                "POWERTOOLS_METRICS_NAMESPACE": "SklambdaLocal",
-            },
-        },
-        indent=2,
-    )
-    + "\n"
-)
+# events/env.json (the functions' environment for sam local invoke -n) is kept by hand.

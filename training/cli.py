@@ -82,6 +82,7 @@ NAMED_ARGUMENTS: dict[str, NameKind] = {
     "version": "version",
     "alias": "alias",
     "dataset_key": "dataset key",
+    "job": "job id",
 }
 
 
@@ -668,6 +669,107 @@ def format_init(inference: Inference) -> str:
 # --- arguments -----------------------------------------------------------------------------
 
 
+# --- batch transform -------------------------------------------------------------------------
+
+
+def _stepfunctions() -> Any:
+    """The Step Functions client (tests replace it with tools.local.statemachine's stand-in)."""
+    import boto3
+
+    return boto3.client("stepfunctions")
+
+
+def _state_machine(args: argparse.Namespace) -> str:
+    arn = args.state_machine or os.environ.get("BATCH_STATE_MACHINE_ARN")
+    if not arn:
+        raise SklambdaError(
+            "no state machine: pass --state-machine or set BATCH_STATE_MACHINE_ARN (the "
+            "stack's BatchTransformStateMachineArn output)",
+            status=2,
+            code="usage",
+        )
+    return str(arn)
+
+
+def _execution_arn(machine: str, job: str) -> str:
+    return machine.replace(":stateMachine:", ":execution:", 1) + ":" + job
+
+
+def _batch_state(sfn: Any, s3: Any, bucket: str, machine: str, job: str) -> dict[str, Any]:
+    """A job's status, its batches done so far, and its record once written."""
+    arn = _execution_arn(machine, job)
+    execution = sfn.describe_execution(executionArn=arn)
+    state: dict[str, Any] = {"job_id": job, "status": execution["status"]}
+    for run in sfn.list_map_runs(executionArn=arn).get("mapRuns", []):
+        counts = sfn.describe_map_run(mapRunArn=run["mapRunArn"])["executionCounts"]
+        state["batches"] = {k: counts[k] for k in ("succeeded", "failed", "total")}
+    if execution["status"] != "RUNNING":
+        for name in ("_SUCCESS.json", "_FAILED.json"):
+            try:
+                body = s3.get_object(Bucket=bucket, Key=f"batch/{job}/{name}")["Body"].read()
+            except ClientError:
+                continue
+            state["record"] = json.loads(body)
+    return state
+
+
+def _batch_line(state: dict[str, Any]) -> str:
+    batches = state.get("batches")
+    done = (
+        f"; batches {batches['succeeded'] + batches['failed']:,}/{batches['total']:,}"
+        f" ({batches['failed']:,} failed)"
+        if batches
+        else ""
+    )
+    record = state.get("record")
+    rows = (
+        f"; rows in {record['rows_in']:,}, out {record['rows_out']:,}, rejected "
+        f"{record['rows_rejected']:,}, failed {record['rows_failed']:,}"
+        if record
+        else ""
+    )
+    return f"job {state['job_id']}: {state['status']}{done}{rows}"
+
+
+def cmd_batch_submit(args: argparse.Namespace) -> int:
+    parts = urlsplit(args.input)
+    key = parts.path.lstrip("/")
+    if parts.scheme != "s3" or not parts.netloc or not key.startswith("batch/in/"):
+        raise SklambdaError(
+            "--input must be s3://<model bucket>/batch/in/<file>", status=2, code="usage"
+        )
+    machine = _state_machine(args)
+    job = args.job or time.strftime("job-%Y%m%dT%H%M%SZ", time.gmtime())
+    validate_name("job id", job)
+    sfn = _stepfunctions()
+    sfn.start_execution(stateMachineArn=machine, name=job, input=json.dumps({"key": key}))
+    console = _console(stderr=True)
+    _say(console, f"job {job} started on s3://{parts.netloc}/{key}")
+    if not args.wait:
+        print(job)
+        return 0
+    s3 = _store(argparse.Namespace(bucket=parts.netloc)).s3
+    while True:
+        state = _batch_state(sfn, s3, parts.netloc, machine, job)
+        if state["status"] != "RUNNING":
+            break
+        _say(console, _batch_line(state))
+        time.sleep(args.poll)
+    print(_batch_line(state))
+    return 0 if state["status"] == "SUCCEEDED" else 1
+
+
+def cmd_batch_status(args: argparse.Namespace) -> int:
+    bucket = _bucket_name(args)
+    store = _store(args)
+    state = _batch_state(_stepfunctions(), store.s3, bucket or "", _state_machine(args), args.job)
+    if args.json:
+        _print_json(state)
+    else:
+        print(_batch_line(state))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -770,4 +872,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", help="a version (default: the one the alias points to)")
     registry(p)
     json_flag(p)
+
+    _batch_commands(sub)
     return parser
+
+
+def _batch_commands(sub: Any) -> None:
+    """`batch submit` and `batch status`."""
+
+    def state_machine(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--state-machine",
+            help="BatchTransformStateMachine's ARN (default: $BATCH_STATE_MACHINE_ARN)",
+        )
+
+    batch = sub.add_parser("batch", help="batch transform: score a file in S3 (Step Functions)")
+    batch_sub = batch.add_subparsers(title="batch commands", metavar="COMMAND", required=True)
+    p = batch_sub.add_parser("submit", help="start a job on s3://<bucket>/batch/in/<file>")
+    p.set_defaults(run=cmd_batch_submit)
+    p.add_argument("--input", required=True, help="s3://<model bucket>/batch/in/<file>")
+    p.add_argument("--job", help="job id (default: job-<UTC time>)")
+    p.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    p.add_argument("--poll", type=float, default=5.0, help="seconds between checks (--wait)")
+    state_machine(p)
+    p = batch_sub.add_parser("status", help="a job's status, progress and counts")
+    p.set_defaults(run=cmd_batch_status)
+    p.add_argument("job", help="the job id (the execution name)")
+    p.add_argument("--bucket", help="the model bucket (default: $MODEL_BUCKET)")
+    p.add_argument("--json", action="store_true", help="print JSON (only JSON) to stdout")
+    state_machine(p)

@@ -2,8 +2,8 @@
 
 import functools
 import json
+import pathlib
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.models import APIKey
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -44,7 +44,7 @@ OPENAPI: dict[str, Any] = {
 KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
 app.configure_openapi(**OPENAPI)
 # Swagger UI is our own route (below): it shows the document made for the served model.
-SWAGGER_UI = Path(swagger_ui.__file__).parent  # Powertools' copy: no CDN, nothing fetched
+SWAGGER_UI = pathlib.Path(swagger_ui.__file__).parent  # Powertools' copy: no CDN, nothing fetched
 
 settings = ServingSettings.from_env()
 
@@ -102,35 +102,59 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
     return Response(status, "application/json", api.dump_json(payload), headers)
 
 
-@app.post(
-    "/predict",
-    summary="Predict from one record or a batch",
-    # Parsed by sklambda.api (ordered checks, column-wise validation); the annotation documents it.
-    enable_validation=False,
-    security=KEYED,
-    responses={
-        200: {
-            "description": "predictions",
-            "content": {"application/json": {"model": api.PredictResponse}},
+PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {
+        "description": "predictions (CSV, one per line, when Accept asks for text/csv)",
+        "content": {
+            "application/json": {"model": api.PredictResponse},
+            "text/csv": {"schema": {"type": "string"}},
         },
-        400: _error("malformed JSON or unknown format"),
-        403: FORBIDDEN,
-        413: _error("too many rows or bytes"),
-        415: _error("not application/json"),
-        422: _error(
-            "values that do not fit the feature schema, or (far outside the training range) "
-            "give no finite prediction"
-        ),
-        503: _error("model unavailable; retry after Retry-After seconds"),
     },
-)
-@tracer.capture_method
-def predict(body: PredictBody = None) -> Response[str]:  # type: ignore[assignment]
+    400: _error("malformed JSON or CSV, or unknown format"),
+    403: FORBIDDEN,
+    413: _error("too many rows or bytes"),
+    415: _error("neither application/json nor text/csv"),
+    422: _error(
+        "values that do not fit the feature schema, or (far outside the training range) "
+        "give no finite prediction"
+    ),
+    503: _error("model unavailable; retry after Retry-After seconds"),
+}
+
+
+def _predict() -> Response[str]:
     event = app.current_event
     body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
     reply = api.predict(holder, event.headers, body_bytes)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(reply["predictions"]))
+    if api.wants_csv(event.headers):
+        return Response(200, "text/csv", api.csv_reply(reply["predictions"]))
     return _json(200, reply)
+
+
+@app.post(
+    "/predict",
+    summary="Predict from one record, a batch, or CSV rows",
+    # Parsed by sklambda.api (ordered checks, column-wise validation); the annotation documents it.
+    enable_validation=False,
+    security=KEYED,
+    responses=PREDICT_RESPONSES,
+)
+@tracer.capture_method
+def predict(body: PredictBody = None) -> Response[str]:  # type: ignore[assignment]
+    return _predict()
+
+
+@app.post(
+    "/invocations",
+    summary="SageMaker / MLflow scoring route: the same as POST /predict",
+    enable_validation=False,
+    security=KEYED,
+    responses=PREDICT_RESPONSES,
+)
+@tracer.capture_method
+def invocations(body: PredictBody = None) -> Response[str]:  # type: ignore[assignment]
+    return _predict()
 
 
 @app.get(
@@ -171,6 +195,102 @@ def healthcheck() -> Response[str]:
     return _json(200 if state["status"] == "ready" else 503, state)
 
 
+@app.get(
+    "/ping",
+    summary="SageMaker's health check: the same as GET /health",
+    enable_validation=False,
+    responses={
+        200: {
+            "description": "ready, and which model",
+            "content": {"application/json": {"model": api.HealthResponse}},
+        },
+        503: {
+            "description": "not ready, and why",
+            "content": {"application/json": {"model": api.HealthResponse}},
+        },
+    },
+)
+def ping() -> Response[str]:
+    return healthcheck()
+
+
+# --- the Open Inference Protocol (KServe V2, Triton, MLServer) -----------------------------
+
+
+@app.get(
+    "/v2/health/ready",
+    summary="Open Inference Protocol: server ready",
+    enable_validation=False,
+    responses={
+        200: {"description": "ready", "content": {"application/json": {"model": api.V2Ready}}},
+        503: {
+            "description": "not ready",
+            "content": {"application/json": {"model": api.V2Ready}},
+        },
+    },
+)
+def v2_ready() -> Response[str]:
+    ready = health(holder)["status"] == "ready"
+    return _json(200 if ready else 503, {"ready": ready})
+
+
+V2_NAME = "the served model's name (GET /model), e.g. house-prices"
+
+
+@app.get(
+    "/v2/models/<name>",
+    summary="Open Inference Protocol: model metadata",
+    enable_validation=False,
+    security=KEYED,
+    responses={
+        200: {
+            "description": "inputs (one tensor per feature) and outputs",
+            "content": {"application/json": {"model": api.V2ModelMetadata}},
+        },
+        403: FORBIDDEN,
+        404: _error("no model of that name is served here"),
+        503: _error("model unavailable; retry after Retry-After seconds"),
+    },
+)
+def v2_model(name: Annotated[str, Path(description=V2_NAME)]) -> Response[str]:
+    return _json(200, api.model_metadata(holder, name))
+
+
+V2InferBody = Annotated[api.V2InferRequest, Body(openapi_examples=api.V2_INFER_EXAMPLES)]
+
+
+@app.post(
+    "/v2/models/<name>/infer",
+    summary="Open Inference Protocol: inference",
+    enable_validation=False,
+    security=KEYED,
+    responses={
+        200: {
+            "description": "the predictions as one FP64 tensor of shape [n]",
+            "content": {"application/json": {"model": api.V2InferResponse}},
+        },
+        400: _error("malformed JSON, or tensors that do not fit together"),
+        403: FORBIDDEN,
+        404: _error("no model of that name is served here"),
+        413: _error("too many rows or bytes"),
+        415: _error("not application/json"),
+        422: _error("values that do not fit the feature schema"),
+        503: _error("model unavailable; retry after Retry-After seconds"),
+    },
+)
+@tracer.capture_method
+def v2_infer(
+    name: Annotated[str, Path(description=V2_NAME)],
+    body: V2InferBody = None,  # type: ignore[assignment]
+) -> Response[str]:
+    event = app.current_event
+    body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
+    reply = api.infer(holder, name, event.headers, body_bytes)
+    rows = reply["outputs"][0]["shape"][0]
+    metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=rows)
+    return _json(200, reply)
+
+
 @functools.cache
 def _static_document() -> dict[str, Any]:
     document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
@@ -186,7 +306,12 @@ def _document() -> dict[str, Any]:
         return openapi.without_model(_static_document())
     label = f"{served.manifest.name} {served.manifest.version}"
     return openapi.for_model(
-        _static_document(), served.schema, settings.max_rows, label, api.EXAMPLE_RECORD
+        _static_document(),
+        served.schema,
+        settings.max_rows,
+        label,
+        api.EXAMPLE_RECORD,
+        schema_name=served.manifest.name,
     )
 
 

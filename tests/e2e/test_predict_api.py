@@ -55,6 +55,8 @@ EXPECTED = {
     "predict_wrong_type": 422,
     "predict_malformed_json": 400,
     "predict_wrong_content_type": 415,
+    "predict_csv": 200,
+    "predict_csv_wrong_type": 422,
 }
 
 
@@ -100,7 +102,8 @@ def test_mixed_good_and_bad_requests_from_8_threads_never_get_a_5xx(
         (b"\xff\xfe not json", "application/json", 400),
         (b"", "application/json", 400),
         (b"[1, 2, 3]", "application/json", 400),
-        (json.dumps(record).encode(), "text/csv", 415),
+        (b"lotsize=5850", "application/x-www-form-urlencoded", 415),
+        (b"5850,3,1\n", "text/csv", 422),
         (json.dumps({"instances": [record] * 10_001}).encode(), "application/json", 413),
     ]
     good = (json.dumps(record).encode(), "application/json", 200)

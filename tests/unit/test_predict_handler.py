@@ -42,9 +42,16 @@ RECORD = json.loads(load_event("predict")["body"])
 
 def test_every_event_file_gets_a_json_reply_and_never_a_5xx(loaded, lambda_context):
     for path in sorted(EVENTS.glob("*.json")):
-        if path.name == "env.json" or "retrain" in path.name:
+        event = json.loads(path.read_text())
+        if path.name == "env.json" or "httpMethod" not in event:
             continue
-        status, body, reply = call(json.loads(path.read_text()), lambda_context)
+        if event["headers"].get("Accept") == "text/csv":  # asks for CSV: one prediction a line
+            reply = predict_handler.lambda_handler(event, lambda_context)
+            assert reply["statusCode"] == 200, path.name
+            assert reply["multiValueHeaders"]["Content-Type"] == ["text/csv"]
+            assert all(float(line) > 0 for line in reply["body"].splitlines())
+            continue
+        status, body, reply = call(event, lambda_context)
         assert status < 500, path.name
         assert reply["multiValueHeaders"]["Content-Type"] == ["application/json"]
         assert body
@@ -178,6 +185,8 @@ def test_model_info_returns_manifest_without_internal_keys(loaded, lambda_contex
     assert status == 200
     assert body["version"] == loaded.manifest.version
     assert "config" not in body and "source" not in body["data"]
+    # the reference profile (training quantiles, a few KB) is the drift monitor's, not a client's
+    assert "profile" not in body and loaded.manifest.profile is not None
     assert [f["name"] for f in body["features"]][:2] == ["lotsize", "bedrooms"]
 
 

@@ -10,12 +10,23 @@ import pytest
 from cfnlint.decode import decode
 
 from sklambda.errors import ConfigError
-from sklambda.settings import DEFAULT_ALIAS, RetrainSettings, ServingSettings
+from sklambda.settings import (
+    DEFAULT_ALIAS,
+    BatchSettings,
+    MonitorSettings,
+    RetrainSettings,
+    ServingSettings,
+)
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 
-FUNCTIONS = {"PredictFunction": ServingSettings, "RetrainFunction": RetrainSettings}
+FUNCTIONS = {
+    "PredictFunction": ServingSettings,
+    "RetrainFunction": RetrainSettings,
+    "MonitorFunction": MonitorSettings,
+    "BatchPredictFunction": BatchSettings,
+}
 
 
 def declared_variables(function: str) -> set[str]:

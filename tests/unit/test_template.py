@@ -90,6 +90,9 @@ def translate(**parameters: str) -> dict[str, Any]:
         for key in ("CodeUri", "ContentUri"):
             if key in resource.get("Properties", {}):
                 resource["Properties"][key] = "s3://bucket/code.zip"
+        if "DefinitionUri" in resource.get("Properties", {}):  # as `sam deploy` inlines it
+            path = ROOT / resource["Properties"].pop("DefinitionUri")
+            resource["Properties"]["Definition"] = json.loads(path.read_text())
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:
@@ -167,6 +170,44 @@ def test_retrain_reads_its_dataset_and_writes_only_versions_aliases_and_runs() -
     assert list_prefixes("RetrainFunction") == {"*"}
 
 
+def test_monitor_reads_capture_labels_and_models_and_writes_only_reports() -> None:
+    bucket = "${ModelBucket.Arn}"
+    assert grants("MonitorFunction") == {
+        "s3:GetObject": {
+            f"{bucket}/capture/${{ModelName}}/*",
+            f"{bucket}/labels/${{ModelName}}/*",
+            f"{bucket}/models/${{ModelName}}/*",
+            f"{bucket}/reports/${{ModelName}}/monitor-cursor.json",
+        },
+        "s3:PutObject": {f"{bucket}/reports/${{ModelName}}/*"},
+        "s3:ListBucket": {bucket},
+    }
+    # Unconditioned as for retrain: the first run's missing cursor must be a 404, not a 403.
+    assert list_prefixes("MonitorFunction") == {"*"}
+
+
+def test_monitor_runs_alone_on_its_own_schedule_and_alarms_on_drift() -> None:
+    fn = props("MonitorFunction")
+    assert fn["ReservedConcurrentExecutions"] == 1  # one cursor, one reader
+    schedules = [e["Properties"] for e in fn["Events"].values() if e["Type"] == "Schedule"]
+    assert [s["Schedule"] for s in schedules] == [{"Ref": "MonitorSchedule"}]
+    env = fn["Environment"]["Variables"]
+    assert env["DRIFT_THRESHOLD"] == {"Ref": "DriftThreshold"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "monitor"
+    alarm = props("DriftAlarm")
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        env["POWERTOOLS_METRICS_NAMESPACE"],
+        "MaxFeatureDrift",
+    )
+    assert alarm["Threshold"] == {"Ref": "DriftThreshold"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {
+        "model": {"Ref": "ModelName"},
+        "service": "monitor",
+    }
+
+
 def test_only_the_retrain_role_may_sign(translated: dict[str, Any]) -> None:
     signers = {
         logical_id
@@ -180,7 +221,8 @@ def test_only_the_retrain_role_may_sign(translated: dict[str, Any]) -> None:
 
 
 def test_transform_adds_no_other_s3_or_wildcard_grants(translated: dict[str, Any]) -> None:
-    for role in ("PredictFunctionRole", "RetrainFunctionRole", "ApiDocsFunctionRole"):
+    roles = ("PredictFunctionRole", "RetrainFunctionRole", "ApiDocsFunctionRole")
+    for role in (*roles, "MonitorFunctionRole"):
         properties = translated["Resources"][role]["Properties"]
         for policy in properties.get("Policies", []):
             for st in policy["PolicyDocument"]["Statement"]:
@@ -215,6 +257,9 @@ def test_routes_and_which_need_an_api_key() -> None:
         ("GET", "/model"): True,
         ("GET", "/health"): False,
         ("GET", "/ping"): False,
+        ("GET", "/v2/health/ready"): False,
+        ("GET", "/v2/models/{name}"): True,
+        ("POST", "/v2/models/{name}/infer"): True,
         ("GET", "/openapi.json"): False,
         ("GET", "/swagger"): False,
     }
@@ -236,7 +281,13 @@ def test_generated_api_enforces_the_keys(translated: dict[str, Any]) -> None:
         for method, op in when_true(methods).items()
         if {"api_key": []} in when_true(op).get("security", [])
     }
-    assert keyed == {("POST", "/predict"), ("POST", "/invocations"), ("GET", "/model")}
+    assert keyed == {
+        ("POST", "/predict"),
+        ("POST", "/invocations"),
+        ("GET", "/model"),
+        ("GET", "/v2/models/{name}"),
+        ("POST", "/v2/models/{name}/infer"),
+    }
     # The docs routes exist only under the ApiDocsEnabled condition (SAM wraps them in Fn::If).
     for _, path in DOCS:
         assert paths[path]["Fn::If"][0] == "ApiDocsEnabled"
@@ -260,7 +311,7 @@ def test_usage_plan_throttles_and_caps_per_day(translated: dict[str, Any]) -> No
 # --- functions and layer -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("function", ["PredictFunction", "RetrainFunction"])
+@pytest.mark.parametrize("function", ["PredictFunction", "RetrainFunction", "BatchPredictFunction"])
 def test_functions_run_python312_on_the_layer(function: str) -> None:
     fn = props(function)
     assert fn["Runtime"] == "python3.12"
@@ -268,6 +319,10 @@ def test_functions_run_python312_on_the_layer(function: str) -> None:
     assert fn["Tracing"] == "Active"
     assert RES[function]["Metadata"]["BuildMethod"] == "makefile"
     assert (ROOT / fn["CodeUri"] / "Makefile").is_file()
+
+
+def test_monitor_function_runs_python312_on_the_layer() -> None:
+    test_functions_run_python312_on_the_layer("MonitorFunction")
 
 
 def test_layer_is_built_by_its_makefile_for_python312() -> None:
@@ -299,6 +354,7 @@ def test_alarms_watch_retrain_errors_and_the_dead_letter_queue() -> None:
         if a["ComparisonOperator"] == "GreaterThanThreshold" and a["Threshold"] == 0
     }
     assert ("AWS/Lambda", "Errors", '{"Ref": "RetrainFunction"}') in watched
+    assert ("AWS/Lambda", "Errors", '{"Ref": "MonitorFunction"}') in watched
     dlq = '{"Fn::GetAtt": ["RetrainDeadLetterQueue", "QueueName"]}'
     assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq) in watched
 
@@ -505,12 +561,19 @@ CHECKOV_SKIPS = {
     "PredictLogGroup": {"CKV_AWS_158"},
     "ApiDocsLogGroup": {"CKV_AWS_158"},
     "RetrainLogGroup": {"CKV_AWS_158"},
+    "BatchPredictLogGroup": {"CKV_AWS_158"},
+    "BatchTransformLogGroup": {"CKV_AWS_158"},
+    # invoked synchronously by Step Functions, which retries and records failures
+    "BatchPredictFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     # synchronous invocation (no DLQ) / no VPC / no secrets in the environment
     "PredictFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "ApiDocsFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     # the OnFailure destination and SSE-SQS: checkov's false positives
     "RetrainFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
     "RetrainDeadLetterQueue": {"CKV_AWS_27"},
+    # scheduled: a failed run is read again by the next (the cursor moves only after a report)
+    "MonitorLogGroup": {"CKV_AWS_158"},
+    "MonitorFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
 }
 
 
@@ -535,3 +598,151 @@ def test_prod_requires_signed_models_and_never_loads_a_pickle() -> None:
     assert (prod["RequireSignedModels"], prod["ModelFormat"]) == ("true", "npz")
     assert "npz" in TPL["Parameters"]["ModelFormat"]["AllowedValues"]
     assert TPL["Parameters"]["RequireSignedModels"]["Default"] == "false"  # dev: local, unsigned
+
+
+# --- batch transform ---------------------------------------------------------------------------
+
+
+ASL = json.loads((ROOT / "statemachines/batch_transform.asl.json").read_text())
+STATE_MACHINE = "BatchTransformStateMachine"
+MACHINE_ARN = (
+    "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+    "${AWS::StackName}-batch-transform"
+)
+LOG_DELIVERY = {
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+
+def test_batch_function_reads_its_model_and_writes_only_job_outputs() -> None:
+    batch = "${ModelBucket.Arn}/batch"
+    assert grants("BatchPredictFunction") == {
+        "s3:GetObject": {"${ModelBucket.Arn}/models/${ModelName}/*", f"{batch}/*"},
+        "s3:PutObject": {
+            f"{batch}/*/out/*",
+            f"{batch}/*/rejected/*",
+            f"{batch}/*/_SUCCESS.json",
+            f"{batch}/*/_FAILED.json",
+        },
+        "s3:ListBucket": {"${ModelBucket.Arn}"},
+        "kms:GetPublicKey": {"${ModelSigningKey.Arn}"},
+    }
+    assert list_prefixes("BatchPredictFunction") == {"models/${ModelName}/*", "batch/*"}
+
+
+def test_state_machine_reads_batch_in_writes_results_and_invokes_only_its_function() -> None:
+    assert grants(STATE_MACHINE) == {
+        "lambda:InvokeFunction": {"${BatchPredictFunction.Arn}", "${BatchPredictFunction.Arn}:*"},
+        "s3:GetObject": {"${ModelBucket.Arn}/batch/in/*"},
+        "s3:PutObject": {"${ModelBucket.Arn}/batch/*/results/*"},
+        "s3:AbortMultipartUpload": {"${ModelBucket.Arn}/batch/*/results/*"},
+        "s3:ListMultipartUploadParts": {"${ModelBucket.Arn}/batch/*/results/*"},
+        "states:StartExecution": {MACHINE_ARN},
+        "states:DescribeExecution": {MACHINE_ARN.replace(":stateMachine:", ":execution:") + "/*"},
+        "states:StopExecution": {MACHINE_ARN.replace(":stateMachine:", ":execution:") + "/*"},
+        **{action: {"*"} for action in LOG_DELIVERY},  # these actions take no resource ARN
+    }
+    machine = props(STATE_MACHINE)
+    assert arn(machine["Name"]) == "${AWS::StackName}-batch-transform"  # the ARN above
+    assert machine["DefinitionSubstitutions"] == {
+        "BatchPredictFunctionArn": {"Fn::GetAtt": ["BatchPredictFunction", "Arn"]}
+    }
+
+
+def test_state_machine_role_after_the_transform_has_no_other_grants(
+    translated: dict[str, Any],
+) -> None:
+    role = translated["Resources"]["BatchTransformStateMachineRole"]["Properties"]
+    for policy in role.get("Policies", []):
+        for st in policy["PolicyDocument"]["Statement"]:
+            actions = set(as_list(st["Action"]))
+            assert "*" not in actions and "s3:*" not in actions, st
+            if "*" in as_list(st["Resource"]):
+                assert actions <= LOG_DELIVERY | {
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                }, st
+
+
+def test_batch_parameters_default_to_no_tolerated_failures_and_no_upload_trigger() -> None:
+    params = TPL["Parameters"]
+    assert params["BatchToleratedFailurePercentage"]["Default"] == 0
+    assert params["BatchOnUpload"]["Default"] == "false"
+    env = props("BatchPredictFunction")["Environment"]["Variables"]
+    assert env["BATCH_TOLERATED_FAILURE_PERCENTAGE"] == {"Ref": "BatchToleratedFailurePercentage"}
+    rule = props(STATE_MACHINE)["Events"]["InputUploaded"]["Properties"]
+    assert rule["State"] == {"Fn::If": ["BatchUploadTriggerEnabled", "ENABLED", "DISABLED"]}
+    assert rule["Pattern"]["detail"]["object"]["key"] == [{"prefix": "batch/in/"}]
+
+
+def _maps() -> list[dict[str, Any]]:
+    return [s for s in ASL["States"].values() if s["Type"] == "Map"]
+
+
+def test_definition_is_a_distributed_map_over_csv_and_json_lines() -> None:
+    readers = {m["ItemReader"]["ReaderConfig"]["InputType"] for m in _maps()}
+    assert readers == {"CSV", "JSONL"}
+    for m in _maps():
+        assert m["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        # under the 256 KiB state payload, with room for BatchInput and the envelope
+        assert m["ItemBatcher"]["MaxInputBytesPerBatch"] <= 200_000
+        assert m["ItemSelector"] == {"index.$": "$$.Map.Item.Index", "row.$": "$$.Map.Item.Value"}
+        assert m["ItemBatcher"]["BatchInput"]["version.$"] == "$.job.version"  # pinned once
+        assert m["ToleratedFailurePercentagePath"] == "$.job.tolerated_failure_percentage"
+        assert m["ResultWriter"]["Parameters"]["Prefix.$"] == "$.job.results_prefix"
+        task = m["ItemProcessor"]["States"]["ScoreBatch"]
+        assert task["Resource"] == "${BatchPredictFunctionArn}"
+        assert "Lambda.TooManyRequestsException" in task["Retry"][0]["ErrorEquals"]
+        assert m["Catch"][0]["Next"] == "RecordFailure" and m["Next"] == "RecordSuccess"
+
+
+def test_every_task_invokes_only_the_batch_function() -> None:
+    def tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [s for s in states.values() if s["Type"] == "Task"]
+        for s in states.values():
+            if s["Type"] == "Map":
+                found += tasks(s["ItemProcessor"]["States"])
+        return found
+
+    assert {t["Resource"] for t in tasks(ASL["States"])} == {"${BatchPredictFunctionArn}"}
+    assert ASL["StartAt"] == "Resolve"
+
+
+def _lint_definition(definition: dict[str, Any], tmp_path: Path) -> str:
+    """cfn-lint's state machine checks (E3601) on the definition inlined in a template: cfn-lint
+    does not read a DefinitionUri file, so the template alone never gets them."""
+    resource = {
+        "Type": "AWS::StepFunctions::StateMachine",
+        "Properties": {
+            "RoleArn": "arn:aws:iam::123456789012:role/batch",
+            "Definition": definition,
+            "DefinitionSubstitutions": {
+                "BatchPredictFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f"
+            },
+        },
+    }
+    path = tmp_path / "machine.json"
+    path.write_text(json.dumps({"Resources": {"Machine": resource}}))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return result.stdout + result.stderr
+
+
+def test_definition_passes_cfn_lints_state_machine_checks(tmp_path: Path) -> None:
+    assert _lint_definition(ASL, tmp_path) == ""
+    broken = json.loads(json.dumps(ASL).replace('"ItemBatcher"', '"ItemBatch"'))
+    assert "E3601" in _lint_definition(broken, tmp_path)  # the check is live

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from tools.local.rie import FunctionError, LogSink, PoolExhausted, print_log
 from tools.local.template import Route
@@ -88,6 +88,22 @@ class LocalApiServer(ThreadingHTTPServer):
         return port
 
 
+def path_parameters(template: str, path: str) -> dict[str, str] | None:
+    """API Gateway's match of a resource path ("/v2/models/{name}") against a request path: its
+    parameters ({} for a plain path), or None when `path` does not match; a {param} is one
+    non-empty segment."""
+    wanted, given = template.strip("/").split("/"), path.strip("/").split("/")
+    if len(wanted) != len(given):
+        return None
+    found: dict[str, str] = {}
+    for part, value in zip(wanted, given, strict=True):
+        if part.startswith("{") and part.endswith("}") and value:
+            found[part[1:-1]] = unquote(value)
+        elif part != value:
+            return None
+    return found
+
+
 def build_event(
     route: Route,
     method: str,
@@ -130,7 +146,7 @@ def build_event(
         "multiValueHeaders": multi_headers or None,
         "queryStringParameters": query or None,
         "multiValueQueryStringParameters": multi_query or None,
-        "pathParameters": None,
+        "pathParameters": path_parameters(route.path, url.path) or None,
         "stageVariables": None,
         "requestContext": {
             "accountId": "123456789012",
@@ -223,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(body, int):
             return body  # an error was sent and the connection will be closed
         path = urlsplit(self.path).path
-        routes = [r for r in self.server.routes if r.path == path]
+        routes = [r for r in self.server.routes if path_parameters(r.path, path) is not None]
         if not routes:
             return self._error(404, "not_found", f"no route for {path}")
         route = next((r for r in routes if r.method in (self.command, "ANY")), None)

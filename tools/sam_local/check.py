@@ -242,6 +242,10 @@ def alive(pid: int) -> bool:
 
 
 def records_in(request: Any) -> int:
+    if isinstance(request, str):  # CSV rows, after a header row when the first cell is a name
+        lines = [line for line in request.splitlines() if line.strip()]
+        first = lines[0].split(",")[0].strip() if lines else ""
+        return len(lines) - (first.isidentifier() and first not in ("yes", "no", "true", "false"))
     if isinstance(request, dict):
         if "instances" in request:
             return len(request["instances"])
@@ -260,6 +264,41 @@ def check_predictions(request: Any, reply: Any, version: str) -> str | None:
         return f"predictions are not positive prices: {predictions!r}"
     if reply.get("model", {}).get("version") != version:
         return f"served model {reply.get('model')!r}, expected version {version}"
+    return None
+
+
+def check_csv_predictions(request: Any, body: str) -> str | None:
+    try:
+        predictions = [float(line) for line in body.splitlines()]
+    except ValueError:
+        return f"expected one prediction per line, got {body[:300]!r}"
+    if len(predictions) != records_in(request):
+        return f"expected {records_in(request)} prediction line(s), got {body[:300]!r}"
+    if not all(math.isfinite(p) and p > 0 for p in predictions):
+        return f"predictions are not positive prices: {predictions!r}"
+    return None
+
+
+def check_v2_infer(request: Any, reply: Any, version: str) -> str | None:
+    outputs = reply.get("outputs") if isinstance(reply, dict) else None
+    if not isinstance(outputs, list) or len(outputs) != 1:
+        return f"expected one output tensor, got {str(reply)[:300]}"
+    rows = request["inputs"][0]["shape"][0] if isinstance(request, dict) else 0
+    data = outputs[0].get("data")
+    if outputs[0].get("shape") != [rows] or not isinstance(data, list) or len(data) != rows:
+        return f"expected {rows} prediction(s), got {outputs[0]!r}"
+    if not all(isinstance(p, int | float) and math.isfinite(p) and p > 0 for p in data):
+        return f"predictions are not positive prices: {data!r}"
+    if reply.get("model_version") != version:
+        return f"served version {reply.get('model_version')!r}, expected {version}"
+    return None
+
+
+def check_v2_metadata(reply: Any, version: str) -> str | None:
+    if not isinstance(reply, dict) or version not in reply.get("versions", []):
+        return f"expected metadata naming version {version}, got {str(reply)[:300]}"
+    if not reply.get("inputs") or not reply.get("outputs"):
+        return f"metadata without inputs or outputs: {str(reply)[:300]}"
     return None
 
 
@@ -289,7 +328,7 @@ def check_health(reply: Any, version: str) -> str | None:
 @dataclass(frozen=True)
 class Expect:
     status: int
-    kind: str  # predict | error | model | health
+    kind: str  # predict | csv | error | model | health | ready | v2_metadata | v2_infer
 
 
 # The API events in events/ and what the function must answer; an API event missing here is still
@@ -304,24 +343,46 @@ EXPECTED = {
     "predict_wrong_type": Expect(422, "error"),
     "predict_malformed_json": Expect(400, "error"),
     "predict_wrong_content_type": Expect(415, "error"),
+    "predict_csv": Expect(200, "predict"),
+    "predict_csv_no_header": Expect(200, "csv"),
+    "predict_csv_wrong_type": Expect(422, "error"),
+    "invocations": Expect(200, "predict"),
+    "invocations_csv": Expect(200, "csv"),
     "model_info": Expect(200, "model"),
     "health": Expect(200, "health"),
+    "ping": Expect(200, "health"),
+    "v2_ready": Expect(200, "ready"),
+    "v2_model_metadata": Expect(200, "v2_metadata"),
+    "v2_infer": Expect(200, "v2_infer"),
+    "v2_infer_matrix": Expect(200, "v2_infer"),
+    "v2_infer_unknown_model": Expect(404, "error"),
 }
 
 
 def judge(name: str, request_body: str | None, status: int, body: str, version: str) -> str | None:
     """None if the reply is what `name` should get, else what is wrong with it."""
     try:
+        request: Any = json.loads(request_body or "null")
+    except ValueError:
+        request = request_body  # CSV
+    expect = EXPECTED.get(name)
+    if expect is not None and expect.kind == "csv":
+        if status != expect.status:
+            return f"status {status}, expected {expect.status}: {body[:300]}"
+        return check_csv_predictions(request, body)
+    try:
         reply = json.loads(body)
     except ValueError:
         return f"status {status}, body is not JSON: {body[:300]!r}"
-    expect = EXPECTED.get(name)
     if expect is None:
         return None if status < 500 else f"status {status}: {body[:300]}"
     if status != expect.status:
         return f"status {status}, expected {expect.status}: {body[:300]}"
     checks: dict[str, Callable[[], str | None]] = {
-        "predict": lambda: check_predictions(json.loads(request_body or "null"), reply, version),
+        "predict": lambda: check_predictions(request, reply, version),
+        "v2_infer": lambda: check_v2_infer(request, reply, version),
+        "v2_metadata": lambda: check_v2_metadata(reply, version),
+        "ready": lambda: None,
         "error": lambda: check_error(status, reply),
         "model": lambda: check_model_info(reply, version),
         "health": lambda: check_health(reply, version),

@@ -17,11 +17,13 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from sklambda import open_inference
 from sklambda.errors import ModelUnavailableError, RequestError, SklambdaError
-from sklambda.request_formats import decode_request
+from sklambda.request_formats import decode_csv, decode_request, parse_csv
 from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
 
 JSON_TYPES = ("application/json",)
+CSV_TYPES = ("text/csv",)
 
 
 # --- models (OpenAPI documentation of the contract) -----------------------------------------
@@ -168,6 +170,96 @@ PREDICT_EXAMPLES: dict[str, Any] = {
 }
 
 
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str = Field(examples=["FP64"], description="FP64, INT64, BOOL or BYTES")
+    shape: list[int] = Field(examples=[[-1]], description="-1: any number of rows")
+
+
+class V2ModelMetadata(BaseModel):
+    """GET /v2/models/{name}: one input tensor per feature (schema order), one output."""
+
+    name: str
+    versions: list[str]
+    platform: str = Field(examples=["sklearn"])
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+Scalar = float | str | bool  # a tensor element, or a parameter's value, as JSON gives it
+
+
+class V2Tensor(BaseModel):
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=2)
+    datatype: str = Field(examples=["FP64"])
+    data: list[Scalar | list[Scalar]] = Field(
+        description="row-major: flat, or (a 2-D tensor) as rows of values"
+    )
+
+
+class V2InferRequest(BaseModel):
+    """Named tensors, one per feature (shape [n] or [n, 1]), or one tensor of shape
+    [n, features] with the features in schema order (BYTES or FP64)."""
+
+    id: str | None = None
+    parameters: dict[str, Scalar] | None = None
+    inputs: list[V2Tensor] = Field(min_length=1)
+
+
+class V2OutputTensor(BaseModel):
+    name: str = Field(examples=["predictions"])
+    shape: list[int]
+    datatype: str = Field(examples=["FP64"])
+    data: list[float]
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = Field(default=None, description="the request's id, when it gave one")
+    parameters: dict[str, Scalar] | None = Field(default=None, description="warnings, if any")
+    outputs: list[V2OutputTensor]
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+V2_INFER_EXAMPLES: dict[str, Any] = {
+    "named": {
+        "summary": "one tensor per feature",
+        "value": {
+            "id": "42",
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": [1],
+                    "datatype": {bool: "BOOL", int: "INT64", float: "FP64"}.get(
+                        type(value), "BYTES"
+                    ),
+                    "data": [value],
+                }
+                for name, value in EXAMPLE_RECORD.items()
+            ],
+        },
+    },
+    "matrix": {
+        "summary": "one 2-D tensor, features in schema order",
+        "value": {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [1, len(EXAMPLE_RECORD)],
+                    "datatype": "BYTES",
+                    "data": [[str(v) for v in EXAMPLE_RECORD.values()]],
+                }
+            ]
+        },
+    },
+}
+
+
 class HealthResponse(BaseModel):
     status: str = Field(examples=["ready"])
     reason: str | None = None
@@ -181,15 +273,21 @@ def predict(
     holder: ModelHolder, headers: Mapping[str, str], body: str | bytes | None
 ) -> dict[str, Any]:
     """Validate and answer one POST /predict; raises SklambdaError with the right status."""
-    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+    content_type = media_type(headers.get("content-type"))
+    is_csv = content_type in CSV_TYPES
+    if (
+        content_type
+        and not is_csv
+        and content_type not in JSON_TYPES
+        and not content_type.endswith("+json")
+    ):
         raise RequestError(
-            f"content type {content_type!r} is not supported; send application/json",
+            f"content type {content_type!r} is not supported; send application/json or text/csv",
             415,
             "unsupported_media_type",
         )
     if not body:
-        raise RequestError("the request body is empty; send a JSON object")
+        raise RequestError("the request body is empty; send a JSON object or CSV rows")
     limit = holder.settings.max_body_bytes
     if len(body) > limit:
         raise RequestError(
@@ -197,9 +295,14 @@ def predict(
             413,
             "payload_too_large",
         )
-    payload = parse_json(body)
-    model = holder.get()
-    batch = decode_request(model.schema, payload, holder.settings.max_rows)
+    if is_csv:
+        rows = parse_csv(body)
+        model = holder.get()
+        batch = decode_csv(model.schema, rows, holder.settings.max_rows)
+    else:
+        payload = parse_json(body)
+        model = holder.get()
+        batch = decode_request(model.schema, payload, holder.settings.max_rows)
     predictions = model.predict(batch.X)
     reply: dict[str, Any] = {
         "predictions": predictions,
@@ -210,6 +313,71 @@ def predict(
     if batch.warnings:
         reply["warnings"] = batch.warnings
     return reply
+
+
+def infer(
+    holder: ModelHolder, name: str, headers: Mapping[str, str], body: str | bytes | None
+) -> dict[str, Any]:
+    """Answer one POST /v2/models/{name}/infer (the Open Inference Protocol), with the checks
+    of POST /predict in the same order, after the model's name (404)."""
+    open_inference.check_name(name, _served_name(holder))
+    content_type = media_type(headers.get("content-type"))
+    if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise RequestError(
+            f"content type {content_type!r} is not supported; send application/json",
+            415,
+            "unsupported_media_type",
+        )
+    if not body:
+        raise RequestError("the request body is empty; send an inference request object")
+    limit = holder.settings.max_body_bytes
+    if len(body) > limit:
+        raise RequestError(
+            f"the body is {len(body):,} bytes, more than the limit of {limit:,}",
+            413,
+            "payload_too_large",
+        )
+    payload = parse_json(body)
+    model = holder.get()
+    batch = open_inference.decode_infer(model.schema, payload, holder.settings.max_rows)
+    predictions = model.predict(batch.X)
+    return open_inference.infer_reply(
+        model, predictions, open_inference.request_id(payload), batch.warnings
+    )
+
+
+def _served_name(holder: ModelHolder) -> str:
+    """The model this function serves: its MODEL_NAME, known before any load (a 404 needs no
+    model); the loaded one's when the setting is empty (a model handed to the holder)."""
+    return holder.settings.model_name or holder.get().manifest.name
+
+
+def model_metadata(holder: ModelHolder, name: str) -> dict[str, Any]:
+    """GET /v2/models/{name}: the Open Inference Protocol's model metadata."""
+    open_inference.check_name(name, _served_name(holder))
+    return open_inference.metadata(holder.get())
+
+
+def media_type(header: str | None) -> str:
+    """A Content-Type header's media type, lower case, without parameters."""
+    return (header or "").split(";")[0].strip().lower()
+
+
+def wants_csv(headers: Mapping[str, str]) -> bool:
+    """Whether the client asks for CSV: `Accept` names text/csv before any JSON type (SageMaker's
+    clients send `Accept: text/csv`); JSON otherwise, whatever else it names."""
+    for item in (headers.get("accept") or "").split(","):
+        kind = media_type(item)
+        if kind in CSV_TYPES:
+            return True
+        if kind in JSON_TYPES or kind.endswith("+json"):
+            return False
+    return False
+
+
+def csv_reply(predictions: list[float]) -> str:
+    """One prediction per line, as SageMaker's scikit-learn container answers text/csv."""
+    return "".join(f"{p!r}\n" for p in predictions)
 
 
 def request_body(body: str | None, base64_encoded: bool) -> str | bytes | None:
@@ -254,7 +422,7 @@ def dump_json(payload: Any) -> str:
 def model_info(holder: ModelHolder) -> dict[str, Any]:
     """The served manifest, minus what only training needs."""
     model = holder.get()
-    info = model.manifest.model_dump(mode="json", exclude={"config"})
+    info = model.manifest.model_dump(mode="json", exclude={"config", "profile"})
     for artifact in (info["artifact"], info["numpy_artifact"] or {}):
         artifact.pop("key", None)
     info["data"].pop("source", None)

@@ -28,6 +28,7 @@ from sklambda.manifest import (
 )
 from sklambda.names import MODEL_FILE, NUMPY_FILE
 from sklambda.numpy_form import NumpyModel
+from sklambda.profile import reference_profile
 from sklambda.training import Progress, TrainResult, train
 
 
@@ -101,6 +102,11 @@ def write_artifact(
             config=config.model_dump(mode="json"),
             parent_version=parent_version,
             final_fit=config.evaluation.final_fit,
+            profile=reference_profile(
+                dataset.schema,
+                dataset.X[result.train_rows],
+                result.model.predict(dataset.X[result.train_rows]),
+            ),
         )
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         if out_dir.exists():

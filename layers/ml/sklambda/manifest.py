@@ -20,6 +20,7 @@ from sklambda.config import ModelConfig, TargetConfig
 from sklambda.errors import IntegrityError, ModelUnavailableError, RuntimeMismatchError
 from sklambda.names import MODEL_FILE, NUMPY_FILE, ArtifactKey, ModelName, Sha256, Version
 from sklambda.numpy_form import NumpyModel
+from sklambda.profile import ReferenceProfile
 from sklambda.schema import FeatureSchema
 
 MANIFEST_FILE = "manifest.json"
@@ -74,6 +75,9 @@ class Manifest(BaseModel):
     # holdout rows are rows it has not seen, or "all_rows", so a retrain cannot score it on any
     # holdout and compares it by its recorded holdout metrics (sklambda.retrain).
     final_fit: Literal["train_split", "all_rows"]
+    # What the training rows and the predictions on them looked like (sklambda.profile): the
+    # drift monitor's reference. None in manifests written before it.
+    profile: ReferenceProfile | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -20,7 +20,9 @@ from sklambda.errors import InvalidNameError
 MODEL_FILE: Final = "model.joblib"
 NUMPY_FILE: Final = "model.npz"
 
-NameKind = Literal["model name", "version", "run id", "alias", "sha256", "dataset key"]
+NameKind = Literal[
+    "model name", "version", "run id", "alias", "sha256", "dataset key", "job id", "part number"
+]
 
 _TIMESTAMPED = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"  # sklambda.artifact.new_version, new_run_id
 _PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # one part of a dataset key: starts alphanumeric
@@ -32,6 +34,10 @@ PATTERNS: Final[dict[NameKind, str]] = {
     "alias": r"^[a-z][a-z0-9-]{0,31}$",
     "sha256": r"^[0-9a-f]{64}$",
     "dataset key": rf"^datasets/[a-z0-9][a-z0-9-]{{0,62}}/(?:{_PART}/){{0,4}}{_PART}{_CSV}$",
+    # A batch job: its Step Functions execution name (at most 80 characters there).
+    "job id": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$",
+    # A batch part: the 0-based index of its first row in the input (zero-padded in keys).
+    "part number": r"^(?:0|[1-9][0-9]{0,9})$",
 }
 EXPECTED: Final[dict[NameKind, str]] = {
     "model name": "lower-case letters, digits and dashes, at most 63",
@@ -40,6 +46,8 @@ EXPECTED: Final[dict[NameKind, str]] = {
     "alias": "a lower-case letter, then lower-case letters, digits and dashes, at most 32",
     "sha256": "64 lower-case hex digits",
     "dataset key": "datasets/<model name>/<file>.csv",
+    "job id": "letters, digits, dashes and underscores, starting alphanumeric, at most 80",
+    "part number": "a whole number from 0 to 9,999,999,999",
 }
 
 ModelName = Annotated[str, StringConstraints(pattern=PATTERNS["model name"])]

@@ -24,6 +24,7 @@ sklambda.schema accept (a test holds the two together):
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,11 @@ def _any_case(word: str) -> str:
 
 BOOLEAN_PATTERN = f"^{_BLANK}({'|'.join(map(_any_case, _BOOLEAN_WORDS))}|1|0){_BLANK}$"
 PREDICT_PATH = "/predict"
+PREDICT_PATHS = (PREDICT_PATH, "/invocations")
+V2_PATHS = (
+    "/v2/models/{name}",
+    "/v2/models/{name}/infer",
+)  # SageMaker's and MLflow's route: the same API
 
 
 def value_schema(feature: Feature) -> dict[str, Any]:
@@ -162,6 +168,43 @@ def request_schema(schema: FeatureSchema, max_rows: int) -> dict[str, Any]:
     }
 
 
+def cell_pattern(feature: Feature) -> str:
+    """A regular expression of CSV cells the API takes for `feature` (a plain subset: no
+    quotes, exponents or blanks, a few digits, so every cell it matches is valid)."""
+    if feature.type == "category":
+        levels = [re.escape(c) for c in feature.categories if c and not re.search(r'[,"\r\n]', c)]
+        if feature.unknown == "warn":  # any other word: predicted as missing, with a warning
+            levels.append("x[a-z0-9]{0,8}")
+        pattern = "|".join(levels) or "(?!)"
+    elif feature.type == "boolean":
+        pattern = "|".join(("yes", "no", "true", "false", "y", "n", "1", "0"))
+    else:
+        fraction = "" if feature.type == "integer" else "(\\.[0-9]{1,3})?"
+        pattern = (
+            f"[1-9][0-9]{{0,5}}{fraction}"
+            if feature.transform == "log"
+            else f"-?[0-9]{{1,6}}{fraction}"
+        )
+    return f"({pattern})?" if not feature.required else f"({pattern})"
+
+
+def csv_schema(schema: FeatureSchema, max_rows: int) -> dict[str, Any]:
+    """The text/csv body: rows of values in schema order, after an optional header row."""
+    row = ",".join(cell_pattern(f) for f in schema.features)
+    header = ",".join(map(re.escape, schema.names))
+    newline = "\\r?\\n"
+    return {
+        "type": "string",
+        # Rows repeat without a bound here (a bounded repeat of 10,000 is too much for the
+        # regex engines of generators); maxRows is in the description, and more get a 413.
+        "pattern": f"^({header}{newline})?({row}{newline})*{row}({newline})?$",
+        "description": f"1 to {max_rows:,} CSV rows, with a header row (columns by name, any "
+        "order; others are ignored with a warning) or without one (values in schema order: "
+        + ", ".join(schema.names)
+        + ")",
+    }
+
+
 def example_record(schema: FeatureSchema, preferred: Mapping[str, Any]) -> dict[str, Any]:
     """`preferred` when it is a valid record of exactly this model's features, else a record
     of typical values: the middle of each training range, the first category."""
@@ -202,10 +245,23 @@ def examples(record: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
     return {key: {"summary": summary, "value": value} for key, (summary, value) in forms.items()}
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def without_model(document: dict[str, Any]) -> dict[str, Any]:
     """The static document, when no model is loaded (every POST /predict is then a 503)."""
     out = copy.deepcopy(document)
-    out["paths"][PREDICT_PATH]["post"]["requestBody"]["required"] = True
+    for path in PREDICT_PATHS:
+        if path not in out["paths"]:
+            continue
+        body = out["paths"][path]["post"]["requestBody"]
+        body["required"] = True
+        body["content"]["text/csv"] = {"schema": {"type": "string"}}
     return out
 
 
@@ -215,20 +271,45 @@ def for_model(
     max_rows: int,
     model: str,
     preferred_example: Mapping[str, Any],
+    *,
+    schema_name: str | None = None,
 ) -> dict[str, Any]:
     """A copy of `document` whose POST /predict body is exactly what this model accepts, with
-    examples this model answers."""
+    examples this model answers; `schema_name` (the model's name) is the one name the V2 routes'
+    {name} takes."""
     out = copy.deepcopy(document)
     components = out.setdefault("components", {}).setdefault("schemas", {})
     components["Record"] = record_schema(schema)
     components["Row"] = row_schema(schema)
     components["PredictBody"] = request_schema(schema, max_rows)
-    body = out["paths"][PREDICT_PATH]["post"]["requestBody"]
-    body["required"] = True
+    components["CsvBody"] = csv_schema(schema, max_rows)
     record = example_record(schema, preferred_example)
-    for media in body["content"].values():
-        media["schema"] = {"$ref": "#/components/schemas/PredictBody"}
-        media["examples"] = examples(record, schema.names)
+    row = ",".join(_cell(record[name]) for name in schema.names)
+    for path in PREDICT_PATHS:
+        if path not in out["paths"]:
+            continue
+        body = out["paths"][path]["post"]["requestBody"]
+        body["required"] = True
+        for media in body["content"].values():
+            media["schema"] = {"$ref": "#/components/schemas/PredictBody"}
+            media["examples"] = examples(record, schema.names)
+        body["content"]["text/csv"] = {
+            "schema": {"$ref": "#/components/schemas/CsvBody"},
+            "examples": {
+                "header": {
+                    "summary": "CSV with a header row",
+                    "value": ",".join(schema.names) + "\n" + row + "\n",
+                },
+                "no_header": {"summary": "CSV in schema order (SageMaker)", "value": row + "\n"},
+            },
+        }
+    for path in (
+        V2_PATHS if schema_name else ()
+    ):  # the one model name these routes answer for (others: 404)
+        for operation in out["paths"].get(path, {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter.get("name") == "name":
+                    parameter["schema"] = {"type": "string", "enum": [schema_name]}
     info = out.setdefault("info", {})
     served = f"Request bodies are described for the model being served: {model}."
     info["description"] = "\n\n".join(filter(None, [info.get("description"), served]))

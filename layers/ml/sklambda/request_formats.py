@@ -1,13 +1,18 @@
-"""Request formats of POST /predict: any supported JSON body -> one encoded numpy matrix.
+"""Request formats of POST /predict: any supported body -> one encoded numpy matrix.
 
-One record, `instances` (records, or lists in schema order: TF Serving / KServe V1), MLflow's
-`dataframe_split` and `dataframe_records`. Values are validated and encoded column-wise by the
-feature schema (sklambda.schema); under the model's "warn" policy an unknown category is
-predicted as missing and the batch's warnings say so. Errors name rows 0-based, in the request.
+JSON: one record, `instances` (records, or lists in schema order: TF Serving / KServe V1),
+MLflow's `dataframe_split` and `dataframe_records`. CSV (text/csv): with a header row (columns by
+name, any order, others ignored with a warning) or without one (values in schema order, as
+SageMaker sends them). Values are validated and encoded column-wise by the feature schema
+(sklambda.schema; CSV cells as text, as training reads them); under the model's "warn" policy an
+unknown category is predicted as missing and the batch's warnings say so. Errors name rows
+0-based, in the request (a CSV header is not a row).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sklambda.errors import DataValidationError, Problem, RequestError
-from sklambda.schema import FeatureSchema
+from sklambda.schema import MAX_PROBLEMS, FeatureSchema
 
 FORMATS_HELP = (
     "send one record {feature: value, ...}, {'instances': [records or lists in schema order]}, "
@@ -53,7 +58,7 @@ def decode_request(schema: FeatureSchema, body: Any, max_rows: int) -> Batch:
 def _batch(
     schema: FeatureSchema, rows: list[Any], max_rows: int, key: str, records_only: bool = False
 ) -> Batch:
-    _check_size(len(rows), max_rows)
+    check_size(len(rows), max_rows)
     if not rows:
         raise RequestError(f"'{key}' is empty")
     # JSON objects arrive as dicts; one C-level pass spares 10,000 ABC isinstance calls.
@@ -85,7 +90,7 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
     if not all(isinstance(name, str) for name in columns):
         raise RequestError("'dataframe_split.columns' must be a list of strings (feature names)")
     data = _list_of(split.get("data"), "dataframe_split.data")
-    _check_size(len(data), max_rows)
+    check_size(len(data), max_rows)
     if not data:
         raise RequestError("'dataframe_split.data' is empty")
     bad = [
@@ -105,13 +110,64 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
     return Batch(X, False, warnings + unknown + schema.out_of_range(X))
 
 
+def parse_csv(body: str | bytes) -> list[list[str]]:
+    """CSV text -> its rows of cells (blank lines skipped); 400 when it is not UTF-8 CSV."""
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise RequestError("malformed CSV: the body is not UTF-8 text") from None
+    try:
+        rows = [row for row in csv.reader(io.StringIO(body, newline=""), strict=True) if row]
+    except csv.Error as exc:
+        raise RequestError(f"malformed CSV: {exc}") from None
+    if not rows:
+        raise RequestError("the CSV body has no rows")
+    return rows
+
+
+def decode_csv(schema: FeatureSchema, rows: list[list[str]], max_rows: int) -> Batch:
+    """Rows of CSV cells -> a Batch. The first row is a header when a cell of it is a feature
+    name (no value a model takes is spelled like one of its features); else every row holds the
+    features' values in schema order."""
+    names = schema.names
+    header = [cell.strip() for cell in rows[0]]
+    has_header = bool(set(header) & set(names))
+    data = rows[1:] if has_header else rows
+    check_size(len(data), max_rows)
+    if not data:
+        raise RequestError("the CSV body has a header and no rows")
+    columns = header if has_header else names
+    bad = [
+        Problem(None, f"expected {len(columns)} values, got {len(r)}", i)
+        for i, r in enumerate(data)
+        if len(r) != len(columns)
+    ]
+    if bad:
+        where = "the header" if has_header else f"the schema ({', '.join(names)})"
+        raise DataValidationError(
+            f"{len(bad):,} CSV row(s) do not match {where}", bad[:MAX_PROBLEMS], {None: len(bad)}
+        )
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
+        raise RequestError(f"the CSV header repeats {', '.join(duplicated)}")
+    cols = {
+        name: list(values) for name, values in zip(columns, zip(*data, strict=True), strict=True)
+    }
+    unknown: list[str] = []
+    X = schema.encode_columns(cols, len(data), text=True, warnings=unknown)
+    extra = [c for c in columns if c not in set(names)]
+    warnings = [f"ignored unknown columns: {', '.join(extra)}"] if extra else []
+    return Batch(X, False, warnings + unknown + schema.out_of_range(X))
+
+
 def _list_of(value: Any, key: str) -> list[Any]:
     if not isinstance(value, list):
         raise RequestError(f"'{key}' must be a list")
     return value
 
 
-def _check_size(rows: int, max_rows: int) -> None:
+def check_size(rows: int, max_rows: int) -> None:
     if rows > max_rows:
         raise RequestError(
             f"{rows} rows is more than the limit of {max_rows} per request",

@@ -80,3 +80,49 @@ class RetrainSettings(_EnvSettings):
     # before scoring it.
     signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
     require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
+
+
+class MonitorSettings(_EnvSettings):
+    """The drift monitor's configuration (MonitorFunction in template.yaml)."""
+
+    bucket: str = Field(default="", validation_alias="MODEL_BUCKET")
+    model: str = Field(default="", validation_alias="MODEL_NAME")
+    # A feature drifts when its PSI against the training profile is above this.
+    threshold: float = Field(default=0.2, validation_alias="DRIFT_THRESHOLD", gt=0)
+    # Fewer live values than this: PSI and KS are reported, never judged (mostly noise).
+    min_rows: int = Field(default=100, validation_alias="DRIFT_MIN_ROWS", gt=0)
+
+
+class BatchSettings(_EnvSettings):
+    """The batch predict function's configuration (BatchPredictFunction in template.yaml). The
+    version is not here: each job pins one, resolved from the alias at its start."""
+
+    bucket: str = Field(default="", validation_alias="MODEL_BUCKET")
+    model_name: str = Field(default="", validation_alias="MODEL_NAME")
+    alias: str = Field(default=DEFAULT_ALIAS, validation_alias="MODEL_ALIAS")
+    model_format: Literal["auto", "joblib", "npz"] = Field(
+        default="auto", validation_alias="MODEL_FORMAT"
+    )
+    cache_dir: Path = Field(default=Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
+    signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
+    require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
+    # Share of the map's batches that may fail before the job fails (Step Functions'
+    # ToleratedFailurePercentage, returned by the job's resolve step).
+    tolerated_failure_percentage: float = Field(
+        default=0.0, validation_alias="BATCH_TOLERATED_FAILURE_PERCENTAGE", ge=0, le=100
+    )
+
+    def serving(self, version: str | None) -> ServingSettings:
+        """The settings a ModelHolder loads with: this model pinned to `version` (None: the
+        alias, read once), never refreshed, verified as the predict function verifies."""
+        return ServingSettings(
+            bucket=self.bucket,
+            model_name=self.model_name,
+            alias=self.alias,
+            version=version or "",
+            refresh_seconds=0,
+            cache_dir=self.cache_dir,
+            model_format=self.model_format,
+            signing_key_id=self.signing_key_id,
+            require_signed=self.require_signed,
+        )
