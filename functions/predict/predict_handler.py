@@ -175,20 +175,23 @@ def model() -> Response[str]:
     return _json(200, api.model_info(holder))
 
 
+HEALTH_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {
+        "description": "ready, and which model",
+        "content": {"application/json": {"model": api.HealthResponse}},
+    },
+    503: {
+        "description": "not ready, and why",
+        "content": {"application/json": {"model": api.HealthResponse}},
+    },
+}
+
+
 @app.get(
     "/health",
     summary="Ready or not, and why",
     enable_validation=False,
-    responses={
-        200: {
-            "description": "ready, and which model",
-            "content": {"application/json": {"model": api.HealthResponse}},
-        },
-        503: {
-            "description": "not ready, and why",
-            "content": {"application/json": {"model": api.HealthResponse}},
-        },
-    },
+    responses=HEALTH_RESPONSES,
 )
 def healthcheck() -> Response[str]:
     state = health(holder)
@@ -199,16 +202,7 @@ def healthcheck() -> Response[str]:
     "/ping",
     summary="SageMaker's health check: the same as GET /health",
     enable_validation=False,
-    responses={
-        200: {
-            "description": "ready, and which model",
-            "content": {"application/json": {"model": api.HealthResponse}},
-        },
-        503: {
-            "description": "not ready, and why",
-            "content": {"application/json": {"model": api.HealthResponse}},
-        },
-    },
+    responses=HEALTH_RESPONSES,
 )
 def ping() -> Response[str]:
     return healthcheck()

@@ -286,15 +286,7 @@ def predict(
             415,
             "unsupported_media_type",
         )
-    if not body:
-        raise RequestError("the request body is empty; send a JSON object or CSV rows")
-    limit = holder.settings.max_body_bytes
-    if len(body) > limit:
-        raise RequestError(
-            f"the body is {len(body):,} bytes, more than the limit of {limit:,}",
-            413,
-            "payload_too_large",
-        )
+    body = _sized_body(holder, body, "a JSON object or CSV rows")
     if is_csv:
         rows = parse_csv(body)
         model = holder.get()
@@ -315,6 +307,20 @@ def predict(
     return reply
 
 
+def _sized_body(holder: ModelHolder, body: str | bytes | None, expected: str) -> str | bytes:
+    """The body, if it is neither empty (400) nor over MAX_BODY_BYTES (413)."""
+    if not body:
+        raise RequestError(f"the request body is empty; send {expected}")
+    limit = holder.settings.max_body_bytes
+    if len(body) > limit:
+        raise RequestError(
+            f"the body is {len(body):,} bytes, more than the limit of {limit:,}",
+            413,
+            "payload_too_large",
+        )
+    return body
+
+
 def infer(
     holder: ModelHolder, name: str, headers: Mapping[str, str], body: str | bytes | None
 ) -> dict[str, Any]:
@@ -328,15 +334,7 @@ def infer(
             415,
             "unsupported_media_type",
         )
-    if not body:
-        raise RequestError("the request body is empty; send an inference request object")
-    limit = holder.settings.max_body_bytes
-    if len(body) > limit:
-        raise RequestError(
-            f"the body is {len(body):,} bytes, more than the limit of {limit:,}",
-            413,
-            "payload_too_large",
-        )
+    body = _sized_body(holder, body, "an inference request object")
     payload = parse_json(body)
     model = holder.get()
     batch = open_inference.decode_infer(model.schema, payload, holder.settings.max_rows)
