@@ -15,28 +15,15 @@ docs/predict-api/v2/required_api.md (commit 00c994162ae1acdeca5738971f5aed08f3cd
 
 import json
 
-import joblib
 import pytest
-from aws_lambda_powertools.metrics.provider import cold_start
 
 import predict_handler
-from sklambda.model import LoadedModel
 from tests.helpers import load_event
 
 pytestmark = pytest.mark.unit
 
 RECORD = json.loads(load_event("predict")["body"])
 NAMES = list(RECORD)
-
-
-@pytest.fixture
-def loaded(trained_dir, manifest):
-    model = LoadedModel(manifest, joblib.load(trained_dir / "model.joblib"))
-    predict_handler.holder.use(model)
-    yield model
-    predict_handler.holder.reset()
-    predict_handler.metrics.clear_metrics()
-    cold_start.is_cold_start = True
 
 
 def call(event, context):

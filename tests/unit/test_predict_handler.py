@@ -3,26 +3,13 @@
 import base64
 import json
 
-import joblib
 import numpy as np
 import pytest
-from aws_lambda_powertools.metrics.provider import cold_start
 
 import predict_handler
-from sklambda.model import LoadedModel
 from tests.helpers import EVENTS, load_event
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def loaded(trained_dir, manifest):
-    model = LoadedModel(manifest, joblib.load(trained_dir / "model.joblib"))
-    predict_handler.holder.use(model)
-    yield model
-    predict_handler.holder.reset()
-    predict_handler.metrics.clear_metrics()
-    cold_start.is_cold_start = True
 
 
 def call(event, context):
