@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # Problems kept as examples: the first few of each field, and at most this many in all. Counts
 # are never capped (ProblemLog).
@@ -224,3 +227,9 @@ class RequestError(SklambdaError):
 
     def __init__(self, message: str, status: int = 400, code: str = "bad_request") -> None:
         super().__init__(message, [], status, code)
+
+
+def first_validation_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, as "location: message" (for one-line errors)."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"

@@ -17,7 +17,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sklambda.config import ModelConfig, TargetConfig
-from sklambda.errors import IntegrityError, ModelUnavailableError, RuntimeMismatchError
+from sklambda.errors import (
+    IntegrityError,
+    ModelUnavailableError,
+    RuntimeMismatchError,
+    first_validation_error,
+)
 from sklambda.names import MODEL_FILE, NUMPY_FILE, ArtifactKey, ModelName, Sha256, Version
 from sklambda.numpy_form import NumpyModel
 from sklambda.profile import ReferenceProfile
@@ -119,10 +124,8 @@ class Manifest(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
             raise IntegrityError(
-                f"{origin} is not a valid manifest ({where}: {first['msg']})"
+                f"{origin} is not a valid manifest ({first_validation_error(exc)})"
             ) from None
 
 

@@ -37,6 +37,7 @@ from sklambda.errors import (
     IntegrityError,
     InvalidNameError,
     RegistryError,
+    first_validation_error,
 )
 from sklambda.manifest import (
     MANIFEST_FILE,
@@ -239,10 +240,9 @@ class ModelStore:
         try:
             raw = _AliasFile.model_validate_json(obj["Body"].read())
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
             raise IntegrityError(
-                f"alias object s3://{self.bucket}/{key} is not valid ({where}: {first['msg']})"
+                f"alias object s3://{self.bucket}/{key} is not valid "
+                f"({first_validation_error(exc)})"
             ) from None
         return AliasRecord(
             alias=alias,
