@@ -13,7 +13,7 @@ help:
 	@echo "make test    the whole test suite (unit, integration against a moto server, e2e)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make format  apply ruff's formatting and safe fixes"
-	@echo "make validate  sam validate, sam validate --lint and cfn-lint on template.yaml"
+	@echo "make validate  sam validate, sam validate --lint and cfn-lint on template.yaml; asl-validator on statemachines/"
 	@echo "make checkov   checkov on template.yaml (its own venv, no network; skips are inline)"
 	@echo "make build   sam build (no Docker, no local python3.12 needed)"
 	@echo "make serve   the template's API on http://127.0.0.1:3000 (PORT=...; Docker-free, moto S3)"
@@ -78,10 +78,24 @@ FUNCTION ?= PredictFunction
 EVENT ?= events/predict.json
 PORT ?= 3000
 
-validate: venv
+# asl-validator (npm, pinned in tools/asl/package-lock.json; node_modules is git-ignored) checks
+# statemachines/*.asl.json, which cfn-lint does not read (DefinitionUri). `npm ci` runs when the
+# lock file changes; tools/asl/.npmrc turns off the update notifier, funding and audit calls.
+ASL_NPM := NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false npm
+ASL_VALIDATOR := tools/asl/node_modules/.bin/asl-validator
+ASL_STAMP := tools/asl/node_modules/.installed-$(shell sha256sum tools/asl/package-lock.json | cut -c1-12)
+
+$(ASL_STAMP): tools/asl/package-lock.json
+	@command -v node >/dev/null || { echo "make validate: asl-validator needs Node.js (node, npm)"; exit 2; }
+	$(ASL_NPM) ci --prefix tools/asl --silent
+	@rm -f tools/asl/node_modules/.installed-*
+	@touch $@
+
+validate: venv $(ASL_STAMP)
 	$(SAM_ENV) sam validate
 	$(SAM_ENV) sam validate --lint
 	$(VENV)/bin/cfn-lint template.yaml
+	$(ASL_VALIDATOR) $(addprefix --json-path ,$(wildcard statemachines/*.asl.json))
 
 # checkov in its own venv: its boto3 pin conflicts with SAM CLI's. Offline but for PyPI: no
 # platform API key (so no upload), --skip-download and BC_SKIP_MAPPING (no policy metadata from

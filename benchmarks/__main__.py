@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    bench_batch,
+    bench_classifier,
     bench_cold,
     bench_faults,
     bench_http,
@@ -77,7 +79,9 @@ def cold_section(f: dict[str, Any]) -> list[str]:
 
 def warm_section(f: dict[str, Any]) -> list[str]:
     lines = [
-        f"Handler in process, API Gateway events; serving {f['served']}.",
+        f"Handler in process, API Gateway events; serving {f['served']}. Records and lists "
+        "take turns (the same load for both); CPU: this thread's CPU time, without the waits "
+        "for a core that other processes cause.",
         "",
         "| figure | value |",
         "| --- | ---: |",
@@ -88,8 +92,13 @@ def warm_section(f: dict[str, Any]) -> list[str]:
         for shape in ("records", "lists"):
             lines.append(
                 f"| {rows:,} rows ({shape}) p50 | {f[f'rows_{rows}_{shape}_p50_ms']:.2f} ms, "
-                f"{f[f'rows_{rows}_{shape}_rows_per_s']:,.0f} rows/s |"
+                f"{f[f'rows_{rows}_{shape}_rows_per_s']:,.0f} rows/s "
+                f"(CPU {f[f'rows_{rows}_{shape}_cpu_rows_per_s']:,.0f}) |"
             )
+        lines.append(
+            f"| {rows:,} rows: records / lists | {f[f'rows_{rows}_records_to_lists_ratio']:.2f} "
+            f"(CPU {f[f'rows_{rows}_records_to_lists_cpu_ratio']:.2f}) |"
+        )
     best = max(f["rows_10000_records_rows_per_s"], f["rows_10000_lists_rows_per_s"])
     lines += [
         "",
@@ -145,6 +154,14 @@ def faults_section(f: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {', '.join(map(str, g['status']))} | {g['p50_us']:.0f} "
             f"| {g['p99_us']:.0f} | {'' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    lines += ["", "| capture, stream ... | status | first ms | p50 us | p99 us | max ms | sent |"]
+    lines += ["| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, g in f.get("capture", {}).items():
+        lines.append(
+            f"| {name} | {', '.join(map(str, g['status']))} | {g['first_ms']:.1f} "
+            f"| {g['p50_us']:.0f} | {g['p99_us']:.0f} | {g['max_ms']:.1f} "
+            f"| {g['rows_sent']:,} of {g['requests']:,} |"
         )
     worst = max(g["max_ms"] for name, g in f["cold"].items() if name != "healthy")
     slowest = max(g.get("p50_ratio_to_healthy", 0.0) for g in f["warm"].values())
@@ -206,8 +223,11 @@ def main() -> None:
         run("Memory", "bench_memory", memory_section, bench_memory.main(endpoint))
         run("HTTP (local API)", "bench_http", http_section, bench_http.main(endpoint))
         run("S3 faults", "bench_faults", faults_section, bench_faults.main(endpoint))
+        classifier = bench_classifier.main(endpoint)
+        run("Classifier (penguins)", "bench_classifier", bench_classifier.section, classifier)
     run("Warm handler", "bench_warm", warm_section, bench_warm.main())
     run("init + train (generated wide tables)", "bench_init", init_section, bench_init.main())
+    run("Batch transform", "bench_batch", bench_batch.section, bench_batch.main())
 
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [

@@ -97,14 +97,22 @@ def _environment(endpoint: str, python: str, cache: Path) -> dict[str, str]:
 
 
 def run_once(
-    endpoint: str, python: str, batch_rows: int = 0, model_format: str = "auto"
+    endpoint: str,
+    python: str,
+    batch_rows: int = 0,
+    model_format: str = "auto",
+    *,
+    model: str = "",
+    event_name: str = "predict",
 ) -> dict[str, Any]:
-    """One fresh process; with batch_rows, a batch request follows the first prediction."""
+    """One fresh process; with batch_rows, a batch request follows the first prediction.
+    `model`: another MODEL_NAME than events/env.json's (e.g. the classifier, penguins), asked
+    with events/<event_name>.json."""
     from tests.helpers import load_event
 
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         folder = Path(tmp)
-        event = load_event("predict")
+        event = load_event(event_name)
         (folder / "event.json").write_text(json.dumps(event))
         args = [python, "-s", "-c", CHILD, str(folder / "event.json")]
         if batch_rows:
@@ -114,6 +122,8 @@ def run_once(
             args.append(str(folder / "batch.json"))
         env = _environment(endpoint, python, folder / "models")
         env["MODEL_FORMAT"] = model_format
+        if model:
+            env["MODEL_NAME"] = model
         spawned = time.time()
         done = subprocess.run(
             args, env=env, cwd=folder, capture_output=True, text=True, timeout=120, check=False

@@ -5,6 +5,9 @@ answers (a local moto server), one that hangs (accepts, never answers) and one t
 - warm: one-row requests answered by a loaded model while its alias re-check is due on every
   request (refresh interval 1 ms), with each S3 side by side in one run: p50 and p99, and the
   ratio of the faulty S3's p50 to the healthy one's.
+- capture: the same one-row requests with every request captured (CAPTURE_SAMPLE_RATE 1) to a
+  Firehose stream that answers (moto), hangs or refuses, beside capture off: the first request
+  (the stream's state unknown), then p50, p99 and max of the rest, and rows sent.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from benchmarks.common import function_env, median, percentile, quiet_powertools
 quiet_powertools()
 
 import predict_handler  # noqa: E402
+from sklambda.capture import CAPTURE_CONFIG, Capture  # noqa: E402
 from sklambda.serving import ModelHolder  # noqa: E402
 from sklambda.settings import ServingSettings  # noqa: E402
 from sklambda.store import SERVING_S3_CONFIG, ModelStore  # noqa: E402
@@ -93,6 +97,54 @@ def warm(healthy: str, faulty: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _capture(stream: str, endpoint: str, rate: float) -> Capture:
+    settings = ServingSettings(capture_stream=stream, capture_sample_rate=rate)
+    return Capture(
+        settings, lambda: boto3.client("firehose", endpoint_url=endpoint, config=CAPTURE_CONFIG)
+    )
+
+
+def capture(healthy: str, faulty: dict[str, str]) -> dict[str, Any]:
+    bucket = function_env("PredictFunction")["MODEL_BUCKET"]
+    stream = "bench-capture"
+    firehose = boto3.client("firehose", endpoint_url=healthy)
+    if stream not in firehose.list_delivery_streams()["DeliveryStreamNames"]:
+        firehose.create_delivery_stream(
+            DeliveryStreamName=stream,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "Prefix": "capture/house-prices/",
+            },
+        )
+    out: dict[str, Any] = {}
+    with TemporaryDirectory() as cache:
+        holder = _holder(lambda: healthy, Path(cache), 3600)
+        assert _request(holder)[0] == 200  # loaded
+        cases = {"off": (healthy, 0.0), "healthy": (healthy, 1.0)}
+        cases.update({name: (url, 1.0) for name, url in faulty.items()})
+        for name, (url, rate) in cases.items():
+            predict_handler.capture = _capture(stream, url, rate)
+            first_status, first = _request(holder)
+            predict_handler.capture.wait_idle(10)  # the first put's outcome is known
+            latencies, statuses = [], {first_status}
+            for _ in range(WARM_REQUESTS):
+                status, seconds = _request(holder)
+                latencies.append(seconds)
+                statuses.add(status)
+            predict_handler.capture.wait_idle(10)
+            out[name] = {
+                "status": sorted(statuses),
+                "first_ms": first * 1000,
+                "p50_us": percentile(latencies, 0.5) * 1e6,
+                "p99_us": percentile(latencies, 0.99) * 1e6,
+                "max_ms": max(latencies) * 1000,
+                "rows_sent": predict_handler.capture.sent,
+                "requests": WARM_REQUESTS + 1,
+            }
+    return out
+
+
 def main(endpoint: str | None = None) -> dict[str, Any]:
     if endpoint is None:
         with seeded_registry() as local:
@@ -106,6 +158,7 @@ def main(endpoint: str | None = None) -> dict[str, Any]:
                 "refused": cold(refused),
             },
             "warm": warm(endpoint, {"hanging": hanging.url, "refused": refused}),
+            "capture": capture(endpoint, {"hanging": hanging.url, "refused": refused}),
         }
 
 

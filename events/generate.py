@@ -1,4 +1,5 @@
-"""Regenerates events/*.json: real API Gateway REST (v1 proxy) events, one per scenario.
+"""Regenerates events/*.json: real API Gateway REST (v1 proxy) and HTTP API (payload 2.0)
+events, one per scenario.
 
 Run from the repo root: .venv/bin/python events/generate.py. Shapes follow `sam local generate-event
 apigateway aws-proxy` and the events API Gateway sends (REST API, Lambda proxy integration).
@@ -24,6 +25,25 @@ SECOND = {
     "prefarea": "no",
 }
 NAMES = list(RECORD)
+# The bundled classifier (training/configs/penguins.toml; PredictFunction with MODEL_NAME
+# penguins): a Gentoo, and an Adelie whose bill length and sex were not recorded (missing values
+# are modelled, not refused).
+PENGUIN = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.6,
+    "bill_depth_mm": 16.0,
+    "flipper_length_mm": 230,
+    "body_mass_g": 5800,
+    "sex": "male",
+}
+PENGUIN_MISSING = {
+    "island": "Torgersen",
+    "bill_length_mm": None,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": None,
+}
 
 
 def csv_text(records, columns=None):
@@ -118,6 +138,63 @@ def event(
             "stage": "dev",
         },
     }
+
+
+def http_event(method, path, body=None, *, content_type="application/json"):
+    """The event an HTTP API (payload format 2.0) sends, stage dev: lower-case headers, one
+    string per header, the stage in rawPath, the JWT authorizer's claims on keyed routes."""
+    headers = {
+        "accept": "application/json",
+        "content-length": str(len(body.encode())) if body else "0",
+        "host": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+        "user-agent": "curl/8.5.0",
+        "x-amzn-trace-id": "Root=1-674358f6-3f1a2b3c4d5e6f7a8b9c0d1e",
+        "x-forwarded-for": "203.0.113.7",
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https",
+    }
+    keyed = path not in ("/health", "/ping", "/v2/health/ready")
+    if keyed:
+        headers["authorization"] = "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl"
+    if method == "POST" and content_type:
+        headers["content-type"] = content_type
+    context = {
+        "accountId": "123456789012",
+        "apiId": "abcdef1234",
+        "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "abcdef1234",
+        "http": {
+            "method": method,
+            "path": f"/dev{path}",
+            "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.7",
+            "userAgent": "curl/8.5.0",
+        },
+        "requestId": "JKJaXmPLvHcESHA=",
+        "routeKey": f"{method} {path}",
+        "stage": "dev",
+        "time": "24/Nov/2026:16:30:00 +0000",
+        "timeEpoch": 1795537800000,
+    }
+    if keyed:
+        context["authorizer"] = {
+            "jwt": {
+                "claims": {"iss": "https://issuer.example.com/", "sub": "client-1"},
+                "scopes": None,
+            }
+        }
+    event = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": f"/dev{path}",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = body
+    return event
 
 
 def v2_tensor(name, records):
@@ -243,6 +320,15 @@ events = {
         "no-such-model",
         {"inputs": [{"name": "lotsize", "shape": [1], "datatype": "FP64", "data": [5850]}]},
     ),
+    # The classifier: its labels, with each class's probability.
+    "penguins_predict": event("POST", "/predict", json.dumps(PENGUIN)),
+    "penguins_predict_batch": event(
+        "POST", "/predict", json.dumps({"instances": [PENGUIN, PENGUIN_MISSING]})
+    ),
+    # The same function behind an HTTP API (template parameter ApiType=HTTP): payload 2.0.
+    "http_predict": http_event("POST", "/predict", json.dumps(RECORD)),
+    "http_health": http_event("GET", "/health"),
+    "http_predict_malformed_json": http_event("POST", "/predict", '{"lotsize": 5850, "bedrooms": '),
 }
 for name, ev in events.items():
     Path(f"events/{name}.json").write_text(json.dumps(ev, indent=2) + "\n")

@@ -72,6 +72,49 @@ def rents_config(**changes: Any) -> ModelConfig:
     return parse_config(raw)
 
 
+# A binary churn table and its config: see tests/unit/test_classification.py.
+PENGUINS_CONFIG = ROOT / "training" / "configs" / "penguins.toml"
+PENGUINS_CSV = ROOT / "training" / "data" / "penguins.csv"
+CHURN_PLANS = ("basic", "plus", "pro")
+
+
+def churn_csv(rows: int = 300, seed: int = 5, labels: tuple[Any, Any] = ("no", "yes")) -> str:
+    """Customers who churn (labels[1]) or stay: fewer with a longer tenure and a better plan,
+    more with support calls (an optional integer: a missing count is a churn signal of its own),
+    less with paperless billing (an optional boolean). Seeded, with label noise."""
+    rng = np.random.default_rng(seed)
+    lines = ["tenure,plan,calls,paperless,churn"]
+    for i in range(rows):
+        tenure = float(rng.uniform(1, 72))
+        plan = CHURN_PLANS[int(rng.integers(3))]
+        calls = "" if i % 9 == 4 else str(int(rng.poisson(2)))
+        paperless = "" if i % 13 == 6 else ("yes" if rng.random() < 0.5 else "no")
+        logit = 1.2 - 0.06 * tenure + {"basic": 0.8, "plus": 0.0, "pro": -0.7}[plan]
+        logit += 0.9 if calls == "" else 0.45 * int(calls)
+        logit -= 0.4 if paperless == "yes" else 0.0
+        churned = rng.random() < 1.0 / (1.0 + np.exp(-logit))
+        lines.append(f"{tenure:.1f},{plan},{calls},{paperless},{labels[int(churned)]}")
+    return "\n".join(lines) + "\n"
+
+
+def churn_config(**changes: Any) -> ModelConfig:
+    raw: dict[str, Any] = {
+        "name": "churn",
+        "task": "classification",
+        "target": {"name": "churn"},
+        "features": [
+            {"name": "tenure", "type": "number"},
+            {"name": "plan", "type": "category"},
+            {"name": "calls", "type": "integer", "required": False},
+            {"name": "paperless", "type": "boolean", "required": False},
+        ],
+        "estimator": {"kind": "logistic_regression"},
+        "evaluation": {"cv_folds": 3},
+    }
+    raw.update(changes)
+    return parse_config(raw)
+
+
 def load_event(name: str) -> dict[str, Any]:
     """One event file from events/, exactly as `sam local invoke -e` takes it."""
     event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())

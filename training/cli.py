@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sklambda.artifact import train_artifact
-from sklambda.config import load_config
+from sklambda.config import TASK_METRICS, load_config
 from sklambda.data import load_dataset
 from sklambda.errors import RegistryError, SklambdaError
 from sklambda.manifest import Manifest
@@ -40,6 +40,14 @@ from sklambda.names import NameKind, validate_name
 from sklambda.settings import DEFAULT_ALIAS
 from sklambda.signing import Signer, Verifier
 from sklambda.store import ModelStore
+from training.report import (
+    default_report_path,
+    download_report,
+    find_model,
+    open_in_browser,
+    publish_report,
+    report_after_training,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -64,9 +72,10 @@ sign each version they publish, and promote, rollback and retrain refuse a versi
 signature does not verify.
 """
 
-METRICS = ("r2", "rmse", "mae", "mape")
+METRICS = TASK_METRICS["regression"]
+CLASS_METRICS = TASK_METRICS["classification"]
 LOG_METRICS = ("r2_log", "rmse_log")  # a log target's metrics on the model's log scale
-RATIO_METRICS = ("r2", "mape", *LOG_METRICS)  # unitless: 4 decimals
+RATIO_METRICS = ("r2", "mape", *LOG_METRICS, *CLASS_METRICS)  # unitless: 4 decimals
 PLAIN_WIDTH = 160  # output to a file or pipe: no terminal to take the width from
 STATUS_STYLES = {
     "promoted": "bold green",
@@ -338,12 +347,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"artifacts/{config.name}")
     # sklambda.training.train reports once per fold and once after the final fit
     with _progress(console, f"training {config.name}", total=folds + 1) as step:
-        manifest = train_artifact(config, dataset, out, progress=step).manifest
+        trained = train_artifact(config, dataset, out, progress=step)
+    manifest = trained.manifest
     console.print()
     _show(console, metrics_view(manifest.metrics))
     console.print()
     files = ", ".join(f"{a.key} ({a.bytes:,} bytes)" for a in manifest.artifacts)
     _say(console, f"wrote {out}/: {files} and manifest.json")
+    _say(console, report_after_training(trained, config, dataset))
     console.print(Text(f"version {manifest.version}"), soft_wrap=True)
     return 0
 
@@ -361,6 +372,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         console,
         f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…{signed})",
     )
+    report = publish_report(store, Path(args.folder), manifest)
+    _say(console, f"model report: s3://{store.bucket}/{report}" if report else "no model report")
     if args.promote:
         record = store.promote(manifest.name, manifest.version, args.alias)
         previous = record.previous or "none"
@@ -429,8 +442,10 @@ def _model_json(
                 "aliases": [alias] if m.version == aliased else [],
                 "metrics": {
                     "primary": m.metrics.get("primary"),
-                    "cv_mean": {k: m.metrics["cv"][k]["mean"] for k in METRICS},
-                    "holdout": {k: m.metrics["holdout"][k] for k in METRICS},
+                    "cv_mean": {
+                        k: m.metrics["cv"][k]["mean"] for k in _names(m.metrics, m.metrics["cv"])
+                    },
+                    "holdout": {k: m.metrics["holdout"].get(k) for k in _names(m.metrics)},
                 },
             }
             for m in manifests
@@ -465,6 +480,21 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 1 if record.status == "failed" else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Download a version's report.html (training.report) and print its path."""
+    store = _store(args)
+    if args.model:
+        _require_model(store, args.model)
+    name = args.model or find_model(store, args.version)
+    out = Path(args.out) if args.out else default_report_path(name, args.version)
+    path = download_report(store, name, args.version, out)
+    _say(_console(stderr=True), f"model report of {name} {args.version}:")
+    print(path)
+    if args.open and not open_in_browser(path):
+        _say(_console(stderr=True), "no web browser found here: open the file above")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
     _require_model(store, args.model)
@@ -490,6 +520,14 @@ def format_metric(name: str, value: float | None) -> str:
     return f"{value:.4f}" if name in RATIO_METRICS else f"{value:,.1f}"
 
 
+def _names(metrics: dict[str, Any], present: dict[str, Any] | None = None) -> list[str]:
+    """The metrics a table shows, in order: a classifier's (accuracy, ..., log loss, Brier) or a
+    regressor's (r2, rmse, mae, mape); of them, those in `present` when given."""
+    classifier = "confusion_matrix" in metrics or "accuracy" in metrics.get("holdout", {})
+    names = CLASS_METRICS if classifier else METRICS
+    return [n for n in names if present is None or n in present]
+
+
 def _table(*headers: str) -> Table:
     """A table whose first column names the row and whose other columns hold numbers."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
@@ -506,7 +544,8 @@ def metrics_view(metrics: dict[str, Any]) -> RenderableType:
     baseline, fit = metrics.get("baseline"), metrics.get("fit")
     extra = (["baseline"] if baseline else []) + (["in-sample"] if fit else [])
     table = _table("metric", "cv mean", "cv sd", "holdout", *extra)
-    for name in [*METRICS, *(n for n in LOG_METRICS if n in metrics["cv"])]:
+    names = _names(metrics, metrics["cv"])
+    for name in [*names, *(n for n in LOG_METRICS if n in metrics["cv"])]:
         cv = metrics["cv"][name]
         table.add_row(
             name,
@@ -525,17 +564,31 @@ def metrics_view(metrics: dict[str, Any]) -> RenderableType:
         )
     else:
         shipped = f"model fitted on {metrics['train_rows']}, holdout {metrics['holdout_rows']}"
-    columns = (["baseline: predicting the training mean"] if baseline else []) + (
+    confusion = metrics.get("confusion_matrix")
+    trivial = "the training class shares" if confusion else "the training mean"
+    columns = ([f"baseline: predicting {trivial}"] if baseline else []) + (
         ["in-sample: the shipped model on the rows it was fitted on"] if fit else []
     )
     notes = [f"{metrics['cv_folds']}-fold CV on {rows} rows; {shipped}", "; ".join(columns)]
+    parts: list[RenderableType] = [table]
+    if confusion:
+        parts.append(confusion_view(confusion))
     scales = metrics.get("scales", {})
     if any(n in scales for n in LOG_METRICS):
         notes.append(
             f"{', '.join(n for n in LOG_METRICS if n in scales)} on {scales[LOG_METRICS[0]]}; "
             f"the others on {scales['r2']}"
         )
-    return Group(table, Text("\n".join(n for n in notes if n), style="dim"))
+    return Group(*parts, Text("\n".join(n for n in notes if n), style="dim"))
+
+
+def confusion_view(confusion: dict[str, Any]) -> RenderableType:
+    """The holdout's confusion matrix: a row per true label, a column per predicted label."""
+    labels = [str(label) for label in confusion["labels"]]
+    table = _table("true \\ predicted", *labels)
+    for label, row in zip(labels, confusion["matrix"], strict=True):
+        table.add_row(label, *(f"{count:,}" for count in row))
+    return table
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -549,9 +602,11 @@ def versions_view(
     """A model's versions, oldest first, with key metrics; the alias marks its version."""
     if not manifests:
         return Text.assemble((name, "bold"), "  (no versions)")
+    # A regressor's r2 and rmse; a classifier's accuracy and log loss.
+    shown = ("r2", "rmse") if manifests[-1].task == "regression" else ("accuracy", "log_loss")
     table = _table("version")
     table.add_column("estimator", no_wrap=True)
-    for header in ("cv r2", "holdout r2", "holdout rmse"):
+    for header in (f"cv {shown[0]}", f"holdout {shown[0]}", f"holdout {shown[1]}"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("alias", no_wrap=True)
     table.title, table.title_justify, table.title_style = name, "left", "bold"
@@ -560,9 +615,9 @@ def versions_view(
         table.add_row(
             m.version,
             m.estimator["kind"],
-            format_metric("r2", m.metrics["cv"]["r2"]["mean"]),
-            format_metric("r2", m.metrics["holdout"]["r2"]),
-            format_metric("rmse", m.metrics["holdout"]["rmse"]),
+            format_metric(shown[0], (m.metrics["cv"].get(shown[0]) or {}).get("mean")),
+            format_metric(shown[0], m.metrics["holdout"].get(shown[0])),
+            format_metric(shown[1], m.metrics["holdout"].get(shown[1])),
             Text(alias, style="bold green") if marked else "",
         )
     return table
@@ -578,7 +633,15 @@ def manifest_view(m: Manifest) -> RenderableType:
         for f in m.features
     )
     grid.add_row("estimator", m.estimator["class"])
-    grid.add_row("target", f"{m.target.name} (transform: {m.target.transform})")
+    if m.classes is not None:
+        pairs = zip(m.classes.labels, m.classes.counts, strict=True)
+        classes = ", ".join(f"{label} ({count:,})" for label, count in pairs)
+        rule = "most probable"
+        if m.classes.threshold is not None:
+            rule = f"{m.classes.positive} when its probability >= {m.classes.threshold:g}"
+        grid.add_row("target", f"{m.target.name} (classes: {classes}; predicts: {rule})")
+    else:
+        grid.add_row("target", f"{m.target.name} (transform: {m.target.transform})")
     grid.add_row("features", feats)
     for a in m.artifacts:
         served = "  (served: numpy, no scikit-learn)" if a.format == "npz" else ""
@@ -612,7 +675,7 @@ def run_view(run: dict[str, Any]) -> RenderableType:
     challenger = (run["challenger"].get("metrics") or {}).get("holdout") or {}
     if champion or challenger:
         table = _table("holdout", "champion", "challenger")
-        for name in METRICS:
+        for name in _names({"holdout": challenger or champion}):
             table.add_row(
                 name,
                 format_metric(name, champion.get(name)),
@@ -820,7 +883,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
     p = command(
-        "train", cmd_train, "train and evaluate a model, write model.joblib + manifest.json"
+        "train",
+        cmd_train,
+        "train and evaluate a model, write model.joblib + manifest.json (+ report.html)",
     )
     p.add_argument(
         "--config",
@@ -873,8 +938,28 @@ def _parser() -> argparse.ArgumentParser:
     registry(p)
     json_flag(p)
 
-    _batch_commands(sub)
+    _commands_apart(sub)
     return parser
+
+
+def _commands_apart(sub: Any) -> None:
+    """The commands declared in functions of their own (_parser is at ruff's statement limit)."""
+    _report_command(sub)
+    _batch_commands(sub)
+
+
+def _report_command(sub: Any) -> None:
+    """`report VERSION`."""
+    about = "download a version's model report (report.html) and print its path"
+    p = sub.add_parser("report", help=about, description=about)
+    p.set_defaults(run=cmd_report)
+    p.add_argument("version", help="the version (python -m training list shows them)")
+    p.add_argument("--model", help="model name (default: the model that has the version)")
+    p.add_argument("--bucket", help="S3 bucket of the registry (default: $MODEL_BUCKET)")
+    p.add_argument(
+        "--out", help="file to write (default: artifacts/reports/<model>-<version>.html)"
+    )
+    p.add_argument("--open", action="store_true", help="also open it in a web browser")
 
 
 def _batch_commands(sub: Any) -> None:

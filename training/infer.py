@@ -607,10 +607,7 @@ def render_config(inference: Inference, source: str) -> str:
         f"{len(i.columns)} columns. Each choice was read from the data and says why; change "
         "what you know better."
     )
-    task_line = f"task = {_toml(i.task)}"
-    if i.task == "classification":
-        task_line += "   # accepted by train once classification lands (issue 13)"
-    lines += [f"name = {_toml(i.name)}", task_line]
+    lines += [f"name = {_toml(i.name)}", f"task = {_toml(i.task)}"]
     lines += _comment(
         'A category value a prediction request holds that training never saw: "reject" answers '
         '422 naming it; "warn" predicts it as a missing value and says so in the reply.'
@@ -641,6 +638,12 @@ def render_config(inference: Inference, source: str) -> str:
     ]
     if i.task == "regression":
         lines.append('primary_metric = "r2"')
+    else:
+        lines += _comment(
+            "what retraining compares: log loss (lower is better) rewards honest probabilities; "
+            "or accuracy, balanced_accuracy, f1_macro, roc_auc, brier"
+        )
+        lines.append('primary_metric = "log_loss"')
     lines += _comment(
         '"train_split": the published model never saw its holdout, as scheduled retraining '
         'needs; "all_rows" refits it on every row'

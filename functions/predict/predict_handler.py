@@ -8,18 +8,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    APIGatewayRestResolver,
+    Response,
+)
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sklambda import api, openapi
-from sklambda.errors import SklambdaError
+from sklambda.capture import CAPTURE_CONFIG, Capture
+from sklambda.errors import RequestError, SklambdaError
 from sklambda.model import LoadedModel
 from sklambda.serving import ModelHolder, health
 from sklambda.settings import ServingSettings
@@ -34,7 +40,9 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-app = APIGatewayRestResolver(enable_validation=True)
+# The routes, once. A REST API (payload 1.0) and an HTTP API (payload 2.0) each get a resolver
+# that includes them (bottom of the module); lambda_handler picks one by the event's shape.
+app = Router()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
 # One description for /openapi.json and /swagger, with the API key API Gateway checks.
 OPENAPI: dict[str, Any] = {
     "title": "sklambda predict API",
@@ -42,7 +50,6 @@ OPENAPI: dict[str, Any] = {
     "security_schemes": {"apiKey": APIKey.model_validate({"name": "x-api-key", "in": "header"})},
 }
 KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
-app.configure_openapi(**OPENAPI)
 # Swagger UI is our own route (below): it shows the document made for the served model.
 SWAGGER_UI = pathlib.Path(swagger_ui.__file__).parent  # Powertools' copy: no CDN, nothing fetched
 
@@ -77,9 +84,56 @@ def _on_refresh_error(exc: Exception) -> None:
     logger.warning("model refresh failed; keeping the current model", extra={"error": str(exc)})
 
 
+# The function version this container runs ("12"; "$LATEST" when unpublished), from the
+# invocation's context: a deploy's canary alarms (template.yaml, PredictCanary*Alarm) watch the
+# version being shifted to, so ServerErrors and ModelLoadFailures are also counted per version.
+_running: dict[str, str] = {}
+
+
+def _count_for_version(name: str) -> None:
+    version = _running.get("version")
+    if version is None:  # outside an invocation (SnapStart's snapshot): no version to name
+        return
+    dimensions = {"service": metrics.service or "", "function_version": version}
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions=dimensions,
+    ):
+        pass
+
+
+def _on_load_error(exc: Exception) -> None:
+    _count_for_version("ModelLoadFailures")
+
+
 holder = ModelHolder(
-    settings, _store, on_load=_on_load, on_refresh_error=_on_refresh_error, kms_factory=_kms
+    settings,
+    _store,
+    on_load=_on_load,
+    on_refresh_error=_on_refresh_error,
+    on_load_error=_on_load_error,
+    kms_factory=_kms,
 )
+# Prediction capture (CAPTURE_STREAM, CAPTURE_SAMPLE_RATE): clients made in its own thread.
+capture = Capture(
+    settings,
+    lambda: boto3.client("firehose", config=CAPTURE_CONFIG),
+    secrets_factory=lambda: boto3.client("secretsmanager", config=CAPTURE_CONFIG),
+    shadow=holder.shadow,  # SHADOW_ALIAS: scores the captured rows too, after the reply
+)
+
+
+def _capture(model: LoadedModel, rows: Any, predictions: list[Any]) -> None:
+    """Once a reply is computed: a sampled share goes to the capture stream (bounded; never
+    fails the request); rows it could not send are counted."""
+    request = app.current_event.raw_event.get("requestContext") or {}
+    capture.observe(model, rows, predictions, str(request.get("requestId", "")))
+    dropped = capture.flush()
+    if dropped:
+        metrics.add_metric(name="CaptureDropped", unit=MetricUnit.Count, value=dropped)
 
 
 def _error(description: str) -> OpenAPIResponse:
@@ -125,10 +179,11 @@ PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
 def _predict() -> Response[str]:
     event = app.current_event
     body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
-    reply = api.predict(holder, event.headers, body_bytes)
+    reply = api.predict(holder, event.headers, body_bytes, _capture)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(reply["predictions"]))
     if api.wants_csv(event.headers):
-        return Response(200, "text/csv", api.csv_reply(reply["predictions"]))
+        csv = api.csv_reply(reply["predictions"], reply.get("probabilities"))
+        return Response(200, "text/csv", csv)
     return _json(200, reply)
 
 
@@ -279,7 +334,7 @@ def v2_infer(
 ) -> Response[str]:
     event = app.current_event
     body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
-    reply = api.infer(holder, name, event.headers, body_bytes)
+    reply = api.infer(holder, name, event.headers, body_bytes, _capture)
     rows = reply["outputs"][0]["shape"][0]
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=rows)
     return _json(200, reply)
@@ -287,26 +342,35 @@ def v2_infer(
 
 @functools.cache
 def _static_document() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(app.get_openapi_json_schema())
-    return document
+    return openapi.without_validation_errors(json.loads(rest_app.get_openapi_json_schema()))
 
 
 def _document() -> dict[str, Any]:
-    """The OpenAPI document; POST /predict's body as the served model takes it when a model
-    loads, else (no model: every POST /predict is a 503) the static description."""
+    """The OpenAPI document, ONE for /openapi.json and /swagger: POST /predict's body as the
+    served model takes it when a model loads, else (no model: every POST /predict is a 503)
+    the static description; only the components it uses; `servers` where this request came
+    in (the stage on an execute-api URL, none locally), read from the event; on an HTTP API,
+    keyed routes take a bearer JWT instead of x-api-key."""
     try:
         served = holder.get()
     except SklambdaError:
-        return openapi.without_model(_static_document())
-    label = f"{served.manifest.name} {served.manifest.version}"
-    return openapi.for_model(
-        _static_document(),
-        served.schema,
-        settings.max_rows,
-        label,
-        api.EXAMPLE_RECORD,
-        schema_name=served.manifest.name,
-    )
+        document = openapi.without_model(_static_document())
+    else:
+        document = openapi.for_model(
+            _static_document(),
+            served.schema,
+            settings.max_rows,
+            f"{served.manifest.name} {served.manifest.version}",
+            api.EXAMPLE_RECORD,
+            schema_name=served.manifest.name,
+        )
+    event = app.current_event
+    context = event.raw_event.get("requestContext") or {}
+    requested = (context.get("http") or {}).get("path") or context.get("path") or ""
+    document["servers"] = [{"url": openapi.server_url(requested, event.path)}]
+    if event.raw_event.get("version") == "2.0":  # an HTTP API: a JWT authorizer, no API keys
+        document = openapi.with_bearer_auth(document)
+    return openapi.only_used_components(document)
 
 
 # Served by ApiDocsFunction (template.yaml), and only when EnableApiDocs is true.
@@ -326,9 +390,8 @@ def _swagger_assets() -> tuple[str, str]:
 
 @app.get("/swagger", summary="Swagger UI", include_in_schema=False)
 def swagger() -> Response[str]:
-    document = {**_document(), "servers": [{"url": app._get_base_path() or "/"}]}
     html = swagger_ui.generate_swagger_html(
-        api.dump_json(document).replace("</", "<\\/"),  # no "</script>" inside the script
+        api.dump_json(_document()).replace("</", "<\\/"),  # no "</script>" inside the script
         *_swagger_assets(),
         "",  # no base URL: the script and style sheet are inlined, as Powertools does
         None,
@@ -343,11 +406,12 @@ def handle_domain_error(exc: SklambdaError) -> Response[str]:
         name="ClientErrors" if exc.status < 500 else "ServerErrors", unit=MetricUnit.Count, value=1
     )
     if exc.status >= 500:
+        _count_for_version("ServerErrors")
         logger.warning("request failed", extra={"code": exc.code, "error": exc.message})
     return _json(exc.status, api.error_body(exc), api.error_headers(exc))
 
 
-@app.not_found
+@app.exception_handler(NotFoundError)
 def handle_not_found(exc: NotFoundError) -> Response[str]:
     error = SklambdaError(
         f"no route {app.current_event.http_method} {app.current_event.path}",
@@ -362,6 +426,48 @@ def handle_unexpected(exc: Exception) -> Response[str]:
     logger.exception("unexpected error")
     error = SklambdaError("internal error; the request id is in the logs", code="internal_error")
     return handle_domain_error(error)
+
+
+# One set of routes (and error handlers), two event payloads: ApiType REST (template) sends 1.0,
+# HTTP sends 2.0. Included last, so every route and handler above is in both.
+rest_app = APIGatewayRestResolver(enable_validation=True)
+http_app = APIGatewayHttpResolver(enable_validation=True)
+for _resolver in (rest_app, http_app):
+    _resolver.configure_openapi(**OPENAPI)
+    _resolver.include_router(app)
+
+
+def _resolver_for(event: Any) -> ApiGatewayResolver | None:
+    """The resolver for an API Gateway proxy event by its shape: payload 2.0 (HTTP API) has
+    version "2.0", rawPath and requestContext.http; 1.0 (REST API, or an HTTP API set to 1.0)
+    has httpMethod and path. None for anything else."""
+    if not isinstance(event, dict):
+        return None
+    context = event.get("requestContext")
+    if event.get("version") == "2.0":
+        http = context.get("http") if isinstance(context, dict) else None
+        shaped = isinstance(http, dict) and isinstance(http.get("method"), str)
+        return http_app if shaped and isinstance(event.get("rawPath"), str) else None
+    if isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str):
+        return rest_app
+    return None
+
+
+def _unknown_event() -> dict[str, Any]:
+    """A 400 in the one error shape, as a proxy response, for an event that is not one."""
+    error = RequestError(
+        "not an API Gateway proxy event: expected a REST API event (payload 1.0, httpMethod "
+        "and path) or an HTTP API event (payload 2.0: version, rawPath, requestContext.http)",
+        code="unknown_event",
+    )
+    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
+    logger.warning("unknown event shape", extra={"code": error.code})
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": api.dump_json(api.error_body(error)),
+        "isBase64Encoded": False,
+    }
 
 
 def _before_snapshot() -> None:
@@ -389,5 +495,7 @@ else:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _running["version"] = getattr(context, "function_version", "$LATEST")
     holder.start_invocation(context.get_remaining_time_in_millis() / 1000)
-    return app.resolve(event, context)
+    resolver = _resolver_for(event)
+    return resolver.resolve(event, context) if resolver else _unknown_event()

@@ -9,15 +9,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 
 from sklambda.store import ModelStore
+from tests.browser import chromium_unavailable, start_chromium
 from tests.helpers import EVENTS, ROOT, Served
 from tools.local.loopback import FAKE_CREDENTIALS
 from tools.local.rie import rie_binary
 from tools.local.runner import LocalApi
+
+if TYPE_CHECKING:
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,3 +72,15 @@ def serve_template(
             yield api, version
 
     return serve
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[WebDriver]:
+    """A headless Chromium (Debian's, installed when missing; see tests/browser.py), shared by
+    the session; skipped, saying why, where it cannot run."""
+    reason = chromium_unavailable()
+    if reason:
+        pytest.skip(f"no headless browser: {reason}")
+    driver = start_chromium()
+    yield driver
+    driver.quit()

@@ -49,8 +49,8 @@ def test_demo_tells_the_story_without_function_logs(tmp_path: Path) -> None:
     result = run_demo(tmp_path, verbose="")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for number in range(1, 9):
-        assert f"\n[{number}/8] " in out
+    for number in range(1, 10):
+        assert f"\n[{number}/9] " in out
     for method, path, status in [
         ("POST", "/predict", 200),
         ("POST", "/predict", 422),
@@ -61,6 +61,10 @@ def test_demo_tells_the_story_without_function_logs(tmp_path: Path) -> None:
         assert re.search(rf"^  {method} +{path} .* {status} +[\d,]+ ms  \S", out, re.M), out
     assert re.search(r"^decision: (promoted|rejected)", out, re.M), out
     assert "the warm PredictFunction picks up" in out
+    # step 9, the classifier: labels with their probability, then its own retrain
+    gentoo = r"penguins_predict.json +200 .* predictions \[Gentoo \([01]\.\d\d\)\]"
+    assert re.search(gentoo, out), out
+    assert re.search(r"^run \S+: (PROMOTED|REJECTED) - challenger log_loss", out, re.M), out
     both = result.stdout + result.stderr
     for marker in FUNCTION_LOGS:
         assert marker not in both

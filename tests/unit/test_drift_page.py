@@ -63,3 +63,21 @@ def test_a_version_without_a_profile_is_shown_with_its_reason():
         }
     )
     assert "no profile" in page and "<svg" not in page
+
+
+def test_a_shadow_comparison_is_shown_beside_the_champion(report):
+    report["versions"][0]["shadow"] = [
+        {
+            "version": "v2<",
+            "rows": 250,
+            "agreement": 0.812,
+            "agreement_tolerance": 0.05,
+            "mean_difference": -1234.5,
+            "mean_absolute_difference": 2345.6,
+            "live_metric": {"rows": 10, "rmse": 900.0, "mae": 800.0},
+            "champion_live_metric": None,
+        }
+    ]
+    page = render(report)
+    assert "champion vs shadow" in page and "v2&lt;" in page
+    assert "81.2% (within 5%)" in page and "-1,234" in page and "no labels" in page

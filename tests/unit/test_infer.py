@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from sklambda.config import load_config
-from sklambda.data import parse_csv, read_csv
+from sklambda.data import load_dataset, parse_csv, read_csv
 from sklambda.errors import ConfigError
+from sklambda.training import train
 from tests.generated_tables import GeneratedTable, wide_housing_table
 from tests.helpers import HOUSE_CSV
 from training.infer import Inference, infer, render_config, write_config
@@ -240,9 +241,7 @@ def test_write_config_refuses_to_overwrite_unless_forced(tmp_path, wide):
     assert load_config(out).name == "wide"
 
 
-def test_classification_writes_the_task_and_class_labels_which_load_config_refuses_for_now(
-    tmp_path,
-):
+def test_classification_writes_the_task_and_class_labels_and_the_config_trains(tmp_path):
     rng = np.random.default_rng(6)
     x = rng.normal(0, 1, 100)
     churn = np.where(x + rng.normal(0, 0.5, 100) > 0, "yes", "no")
@@ -259,6 +258,9 @@ def test_classification_writes_the_task_and_class_labels_which_load_config_refus
     assert raw["target"] == {"name": "churned"}
     classes = next(line for line in out.read_text().splitlines() if line.startswith("# classes:"))
     assert '"no" (' in classes and '"yes" (' in classes
-    # Until classification lands (issue 13) the config schema accepts regression only.
-    with pytest.raises(ConfigError, match="task"):
-        load_config(out)
+    config = load_config(out)
+    assert config.task == "classification"
+    assert config.estimator.kind == "logistic_regression"
+    assert config.evaluation.primary_metric == "log_loss"
+    result = train(config, load_dataset(config))
+    assert result.classes == ["no", "yes"]

@@ -210,7 +210,7 @@ def test_unexpected_error_is_500_without_stack_trace(loaded, lambda_context, mon
     def boom(_X):
         raise ZeroDivisionError("secret internals")
 
-    monkeypatch.setattr(loaded, "predict", boom)
+    monkeypatch.setattr(loaded, "answer", boom)
     status, body, _ = call(load_event("predict"), lambda_context)
     assert status == 500
     assert "secret" not in json.dumps(body) and "Traceback" not in json.dumps(body)

@@ -14,6 +14,7 @@ from sklambda.settings import (
     DEFAULT_ALIAS,
     BatchSettings,
     MonitorSettings,
+    PreTrafficSettings,
     RetrainSettings,
     ServingSettings,
 )
@@ -26,6 +27,7 @@ FUNCTIONS = {
     "RetrainFunction": RetrainSettings,
     "MonitorFunction": MonitorSettings,
     "BatchPredictFunction": BatchSettings,
+    "PreTrafficHookFunction": PreTrafficSettings,
 }
 
 

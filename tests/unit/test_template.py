@@ -149,12 +149,51 @@ def test_bucket_policy_denies_plain_http() -> None:
 
 @pytest.mark.parametrize("function", ["PredictFunction", "ApiDocsFunction"])
 def test_serving_functions_only_read_their_models_objects(function: str) -> None:
+    capture = {  # PredictFunction only: its capture stream, and the capture hash key
+        "firehose:PutRecord": {"${CaptureStream.Arn}"},
+        "firehose:PutRecordBatch": {"${CaptureStream.Arn}"},
+        "secretsmanager:GetSecretValue": {
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "${AWS::StackName}/capture-hash-key-*"
+        },
+    }
     assert grants(function) == {
         "s3:GetObject": {"${ModelBucket.Arn}/models/${ModelName}/*"},
         "s3:ListBucket": {"${ModelBucket.Arn}"},
         "kms:GetPublicKey": {"${ModelSigningKey.Arn}"},
+        **(capture if function == "PredictFunction" else {}),
     }
     assert list_prefixes(function) == {"models/${ModelName}/*"}
+
+
+def test_the_capture_stream_writes_only_under_capture_and_is_read_as_the_monitor_lists() -> None:
+    stream = props("CaptureStream")
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    assert stream["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+    s3 = stream["ExtendedS3DestinationConfiguration"]
+    assert arn(s3["BucketARN"]) == "${ModelBucket.Arn}"
+    # the layout sklambda.monitor.capture_day_prefixes lists; errors where no monitor reads
+    assert arn(s3["Prefix"]).startswith("capture/${ModelName}/year=!{timestamp:yyyy}/month=")
+    assert arn(s3["ErrorOutputPrefix"]).startswith("capture/_errors/")
+    assert s3["BufferingHints"]["IntervalInSeconds"] <= 900
+    (policy,) = props("CaptureStreamRole")["Policies"]
+    writes = {
+        action: {arn(r) for r in as_list(st["Resource"])}
+        for st in policy["PolicyDocument"]["Statement"]
+        for action in as_list(st["Action"])
+    }
+    assert writes == {
+        "s3:PutObject": {"${ModelBucket.Arn}/capture/*"},
+        "s3:AbortMultipartUpload": {"${ModelBucket.Arn}/capture/*"},
+        "s3:GetBucketLocation": {"${ModelBucket.Arn}"},
+        "s3:ListBucketMultipartUploads": {"${ModelBucket.Arn}"},
+    }
+    (rule,) = [
+        r
+        for r in props("ModelBucket")["LifecycleConfiguration"]["Rules"]
+        if r.get("Prefix") == "capture/"
+    ]
+    assert rule["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
 
 
 def test_retrain_reads_its_dataset_and_writes_only_versions_aliases_and_runs() -> None:
@@ -471,7 +510,10 @@ def test_docs_routes_and_their_function_go_together(translated: dict[str, Any]) 
         if r["Type"] == "AWS::Lambda::Permission"
         and r["Properties"]["FunctionName"] == {"Ref": "ApiDocsFunction"}
     ]
-    assert permissions and all(p["Condition"] == "ApiDocsEnabled" for p in permissions)
+    # HttpApiDocs (ApiType HTTP) is ApiDocsEnabled and more.
+    assert permissions and all(
+        p["Condition"] in ("ApiDocsEnabled", "HttpApiDocs") for p in permissions
+    )
 
 
 def test_predict_reserved_concurrency_is_a_parameter_off_by_default() -> None:
@@ -574,6 +616,9 @@ CHECKOV_SKIPS = {
     # scheduled: a failed run is read again by the next (the cursor moves only after a report)
     "MonitorLogGroup": {"CKV_AWS_158"},
     "MonitorFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "PreTrafficHookFunction": {"CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"},
+    "PreTrafficHookLogGroup": {"CKV_AWS_158"},
+    "CaptureHashKey": {"CKV_AWS_149"},  # Secrets Manager's own key; one reader
 }
 
 
@@ -699,7 +744,7 @@ def test_definition_is_a_distributed_map_over_csv_and_json_lines() -> None:
         assert m["ItemBatcher"]["BatchInput"]["version.$"] == "$.job.version"  # pinned once
         assert m["ToleratedFailurePercentagePath"] == "$.job.tolerated_failure_percentage"
         assert m["ResultWriter"]["Parameters"]["Prefix.$"] == "$.job.results_prefix"
-        task = m["ItemProcessor"]["States"]["ScoreBatch"]
+        task = m["ItemProcessor"]["States"][m["ItemProcessor"]["StartAt"]]
         assert task["Resource"] == "${BatchPredictFunctionArn}"
         assert "Lambda.TooManyRequestsException" in task["Retry"][0]["ErrorEquals"]
         assert m["Catch"][0]["Next"] == "RecordFailure" and m["Next"] == "RecordSuccess"

@@ -170,7 +170,9 @@ def build_event(
                 "userAgent": user_agent,
                 "userArn": None,
             },
-            "path": f"/{route.stage}{url.path}",
+            # The path as the client requested it: here without the stage, which this server
+            # does not put in its URLs (as `sam local start-api`); on AWS it is "/dev/predict".
+            "path": url.path,
             "protocol": "HTTP/1.1",
             "requestId": request_id,
             "requestTime": formatdate(now, usegmt=True),

@@ -35,6 +35,7 @@ from tools.local.s3server import create_bucket, moto_server, use_endpoint
 from tools.local.template import DEFAULT_BUCKET
 from training.cli import format_run
 from training.cli import main as cli
+from training.report import REPORT_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = DEFAULT_BUCKET  # what events/env.json points the functions at
@@ -44,7 +45,11 @@ DATA = ROOT / "training" / "data" / "windsor_housing.csv"
 FIRST_ROWS = 400  # the champion is trained on the first 400 sales; the data drop has all of them
 EVENTS = ROOT / "events"
 API_KEY = "demo-key"
-STEPS = 8
+STEPS = 9
+# The bundled classifier (step 9): trained on four penguins in five, retrained on all of them.
+CLASSIFIER = "penguins"
+CLASSIFIER_CONFIG = ROOT / "training" / "configs" / "penguins.toml"
+CLASSIFIER_DATA = ROOT / "training" / "data" / "penguins.csv"
 REQUEST_TIMEOUT = 60  # seconds per HTTP request (the first one waits for a cold start)
 RETRAIN_TIMEOUT = 300  # seconds for the retrain's reply (the template allows 900)
 
@@ -142,6 +147,15 @@ def answer(path: str, status: int, reply: Any) -> str:
         text = str(reply)
     elif status >= 400:
         text = error_answer(reply)
+    elif path == "/predict" and "probabilities" in reply:  # a classifier: label (probability)
+        shown = ", ".join(
+            f"{p} ({probabilities[str(p)]:.2f})"
+            for p, probabilities in zip(
+                reply["predictions"][:4], reply["probabilities"][:4], strict=True
+            )
+        )
+        more = ", ..." if len(reply["predictions"]) > 4 else ""
+        text = f"model {reply['model']['version']}  predictions [{shown}{more}]"
     elif path == "/predict":
         shown = ", ".join(f"{p:,.0f}" for p in reply["predictions"][:4])
         more = ", ..." if len(reply["predictions"]) > 4 else ""
@@ -254,6 +268,44 @@ def serve_and_retrain(endpoint: str, logs: FunctionLogs) -> None:
         wait_for_version(api.url, live)
 
 
+def classifier(workdir: Path, endpoint: str, logs: FunctionLogs) -> None:
+    """Step 9: the bundled classifier trained, published, served (labels with each class's
+    probability) and retrained by the template's functions, with MODEL_NAME=penguins."""
+    step(9, f"a classifier: {CLASSIFIER} (species from measurements; train, serve, retrain)")
+    header, *rows = CLASSIFIER_DATA.read_text().splitlines(keepends=True)
+    sample = workdir / "penguins-four-in-five.csv"
+    sample.write_text("".join([header, *(r for i, r in enumerate(rows) if i % 5 != 4)]))
+    out = workdir / CLASSIFIER
+    run(["train", "--config", str(CLASSIFIER_CONFIG), "--data", str(sample), "--out", str(out)])
+    run(["publish", str(out), "--bucket", BUCKET, "--promote"])
+    env_vars = json.loads((EVENTS / "env.json").read_text())
+    for function in ("PredictFunction", "RetrainFunction"):
+        env_vars[function]["MODEL_NAME"] = CLASSIFIER
+    with LocalApi(
+        ROOT / "template.yaml",
+        env_vars=env_vars,
+        port=0,
+        api_key=API_KEY,
+        s3_endpoint=endpoint,
+        seed=None,
+        concurrency=1,
+        log=logs,
+    ) as api:
+        for i, name in enumerate(("penguins_predict", "penguins_predict_batch")):
+            result = call(api.url + "/predict", event_body(name))
+            show("POST", "/predict", f"{name}.json", result, "cold start" if i == 0 else "")
+            expect(result, 200, f"POST /predict with events/{name}.json")
+        key = f"datasets/{CLASSIFIER}/{CLASSIFIER_DATA.name}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.upload_file(str(CLASSIFIER_DATA), BUCKET, key)
+        say(f"  put training/data/{CLASSIFIER_DATA.name} -> s3://{BUCKET}/{key}; RetrainFunction:")
+        schedule = json.loads((EVENTS / "retrain_schedule.json").read_text())
+        record = api.invoke("RetrainFunction", schedule, timeout=RETRAIN_TIMEOUT)
+        if not isinstance(record, dict) or record.get("status") not in ("promoted", "rejected"):
+            raise DemoFailed(f"the classifier's retrain failed: {json.dumps(record)[:500]}")
+        say(format_run(record))
+
+
 def demo(workdir: Path, logs: FunctionLogs) -> None:
     out = workdir / MODEL
     first, total = first_rows(DATA, FIRST_ROWS, workdir)
@@ -270,9 +322,11 @@ def demo(workdir: Path, logs: FunctionLogs) -> None:
         run(["train", "--config", str(CONFIG), "--data", str(first), "--out", str(out)])
         step(3, "publish (upload, verify sha256) and promote to alias 'live'")
         run(["publish", str(out), "--bucket", BUCKET, "--promote"])
+        say(f"  the model report (open it in a browser): {out / REPORT_FILE}")
         serve_and_retrain(endpoint, logs)
         step(8, "the registry after the retrain")
         run(["list", "--model", MODEL, "--bucket", BUCKET])
+        classifier(workdir, endpoint, logs)
     say("\ndone: the local API and the local S3 are stopped.")
     say(
         "Serve it yourself:  make serve    (http://127.0.0.1:3000, API key 'local-key'; "

@@ -5,8 +5,10 @@ events and env file, on a machine without a Docker engine (podman + runc + a sta
 
 Steps: setup.sh (packages, podman settings, stand-in image), podman's API service and the
 Docker-API proxy (proxy.py) on Unix sockets, a moto server on 127.0.0.1 with a published and
-promoted model and a dataset, `sam build`, `sam local invoke` with every API event in events/
-and the scheduled retrain event, then `sam local start-api` on 127.0.0.1 with real requests.
+promoted model and a dataset, `sam build`, `sam local invoke` with every API event in events/,
+BatchPredictFunction with a batch job's resolve and item-batch events (its input seeded in the
+moto S3), the scheduled retrain event and MonitorFunction's scheduled event (capture records
+seeded in moto's layout), then `sam local start-api` on 127.0.0.1 with real requests.
 Containers use the host network and every server listens on 127.0.0.1 only; SAM's STS call,
 version check and telemetry stay on the machine. Everything started is stopped, and every
 container the run created is removed, also on failure or SIGTERM.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import math
 import os
@@ -32,6 +35,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
 from types import FrameType
@@ -49,6 +53,10 @@ TEMPLATE = BUILD_DIR / "template.yaml"
 EVENTS = ROOT / "events"
 ENV_VARS = EVENTS / "env.json"
 SEED_CONFIG = ROOT / "training" / "configs" / "house_prices.toml"
+# The bundled classifier: seeded beside the regressor, its events (penguins_*.json) invoked on
+# PredictFunction with MODEL_NAME=penguins (an env file of our own), the others' never on it.
+CLASSIFIER_CONFIG = ROOT / "training" / "configs" / "penguins.toml"
+CLASSIFIER = "penguins"
 SAM_LOCAL_HOME = Path(os.environ.get("SAM_LOCAL_HOME", "/var/lib/sklambda-sam-local"))
 LABEL = "sklambda.sam-local"
 SAM = str(Path(sys.executable).parent / "sam")  # the venv's, whatever PATH says
@@ -356,6 +364,10 @@ EXPECTED = {
     "v2_infer": Expect(200, "v2_infer"),
     "v2_infer_matrix": Expect(200, "v2_infer"),
     "v2_infer_unknown_model": Expect(404, "error"),
+    # HTTP API (payload 2.0) events: the same function, the other resolver.
+    "http_predict": Expect(200, "predict"),
+    "http_health": Expect(200, "health"),
+    "http_predict_malformed_json": Expect(400, "error"),
 }
 
 
@@ -394,7 +406,9 @@ def api_events() -> dict[str, dict[str, Any]]:
     events = {}
     for path in sorted(EVENTS.glob("*.json")):
         event = json.loads(path.read_text())
-        if isinstance(event, dict) and "httpMethod" in event:
+        if path.stem.startswith(f"{CLASSIFIER}_"):
+            continue  # the classifier's: invoke_classifier_events
+        if isinstance(event, dict) and ("httpMethod" in event or event.get("version") == "2.0"):
             events[path.stem] = event
     missing = sorted(set(EXPECTED) - set(events))
     if missing:
@@ -457,12 +471,13 @@ def seed(endpoint: str, bucket: str) -> str:
     from tools.local.s3server import seed_registry
 
     os.environ.update(FAKE_CREDENTIALS)
+    seed_registry(endpoint, bucket, CLASSIFIER_CONFIG, STATE / "seed")  # and the classifier
     return seed_registry(endpoint, bucket, SEED_CONFIG, STATE / "seed")
 
 
-def live_version(env: Env) -> str:
+def live_version(env: Env, model: str = "house-prices") -> str:
     s3 = boto3.client("s3", endpoint_url=env.endpoint, region_name=REGION)
-    alias = s3.get_object(Bucket=env.bucket, Key="models/house-prices/aliases/live.json")
+    alias = s3.get_object(Bucket=env.bucket, Key=f"models/{model}/aliases/live.json")
     return str(json.loads(alias["Body"].read())["version"])
 
 
@@ -485,13 +500,20 @@ def sam_build(env: Env, deadline: Deadline) -> None:
             say(f"    sam build failed, retrying once: {str(exc).splitlines()[0]}")
 
 
-def sam_invoke(env: Env, function: str, event: Path, deadline: Deadline) -> dict[str, Any]:
-    """The function's reply, as SAM prints it on stdout (its own log goes to stderr)."""
-    cmd = [
+def invoke_command(function: str, event: Path, env_vars: Path = ENV_VARS) -> list[str]:
+    """`sam local invoke` of `function` with `event`, the built template and events/env.json."""
+    return [
         SAM, "local", "invoke", function, "-t", str(TEMPLATE), "-e", str(event),
-        "--env-vars", str(ENV_VARS), "--skip-pull-image",
+        "--env-vars", str(env_vars), "--skip-pull-image",
         "--container-host", "127.0.0.1", "--container-host-interface", "127.0.0.1",
     ]  # fmt: skip
+
+
+def sam_invoke(
+    env: Env, function: str, event: Path, deadline: Deadline, env_vars: Path = ENV_VARS
+) -> dict[str, Any]:
+    """The function's reply, as SAM prints it on stdout (its own log goes to stderr)."""
+    cmd = invoke_command(function, event, env_vars)
     log = STATE / "logs" / f"invoke-{function}-{event.stem}.log"
     done = run(cmd, env=env.sam, timeout=deadline.left(300), what="sam local invoke", log=log)
     try:
@@ -516,6 +538,121 @@ def invoke_api_events(env: Env, deadline: Deadline, timings: dict[str, float]) -
             if problem:
                 raise CheckFailed(problem)
             say(f"    {status} {body[:160]}")
+    invoke_classifier_events(env, deadline, timings)
+
+
+def check_classifier_reply(request: Any, status: int, body: str, version: str) -> str | None:
+    """A classifier's 200: one label per record, and per record each class's probability."""
+    if status != 200:
+        return f"status {status}, expected 200: {body[:300]}"
+    reply = json.loads(body)
+    predictions, probabilities = reply.get("predictions"), reply.get("probabilities")
+    rows = records_in(request)
+    if not isinstance(predictions, list) or len(predictions) != rows:
+        return f"expected {rows} label(s), got {predictions!r}"
+    if not isinstance(probabilities, list) or len(probabilities) != rows:
+        return f"expected {rows} probability object(s), got {probabilities!r}"
+    for label, row in zip(predictions, probabilities, strict=True):
+        if not isinstance(row, dict) or str(label) not in row or abs(sum(row.values()) - 1) > 1e-6:
+            return f"label {label!r} with probabilities {row!r}"
+    if reply.get("model", {}).get("version") != version:
+        return f"served model {reply.get('model')!r}, expected version {version}"
+    return None
+
+
+def invoke_classifier_events(env: Env, deadline: Deadline, t: dict[str, float]) -> None:
+    """events/penguins_*.json on PredictFunction serving the classifier (MODEL_NAME=penguins)."""
+    version = live_version(env, CLASSIFIER)
+    env_vars = json.loads(ENV_VARS.read_text())
+    env_vars["PredictFunction"]["MODEL_NAME"] = CLASSIFIER
+    env_file = STATE / f"env-{CLASSIFIER}.json"
+    env_file.write_text(json.dumps(env_vars, indent=2))
+    for path in sorted(EVENTS.glob(f"{CLASSIFIER}_*.json")):
+        with step(f"sam local invoke PredictFunction -e events/{path.name} ({CLASSIFIER})", t):
+            event = json.loads(path.read_text())
+            reply = sam_invoke(env, "PredictFunction", path, deadline, env_file)
+            status, body = reply.get("statusCode"), reply.get("body")
+            if not isinstance(status, int) or not isinstance(body, str):
+                raise CheckFailed(f"not an API Gateway proxy reply: {str(reply)[:300]}")
+            problem = check_classifier_reply(json.loads(event["body"]), status, body, version)
+            if problem:
+                raise CheckFailed(problem)
+            say(f"    {status} {body[:160]}")
+
+
+# Batch transform: BatchPredictFunction with two steps of a job, as the state machine calls it.
+# events/batch_resolve.json pins the live version and reads the header of the input its "key"
+# names (seeded first: the bundled data, whose header names every feature); then one Distributed
+# Map batch, events/batch_items_csv.json with the version resolve pinned, whose rows must all
+# come back scored or rejected (out, rejected) and be written to S3.
+BATCH_RESOLVE = "batch_resolve"
+BATCH_ITEMS = "batch_items_csv"
+BATCH_ITEMS_EXPECTED = (2, 1)  # rows scored, rows rejected (row 3's lotsize is "n/a?")
+BATCH_INPUT = ROOT / "training" / "data" / "windsor_housing.csv"
+InvokeFunction = Callable[[str, Path], dict[str, Any]]  # (function, event file) -> reply
+
+
+def seed_batch_input(s3: Any, bucket: str, resolve_event: Mapping[str, Any]) -> str:
+    """Put the input object the resolve event points at into the bucket; returns its key."""
+    key = str(resolve_event["key"])
+    s3.put_object(Bucket=bucket, Key=key, Body=BATCH_INPUT.read_bytes())
+    return key
+
+
+def batch_items_event(version: str, job_id: str) -> dict[str, Any]:
+    """events/batch_items_csv.json for the job resolve started, on the version it pinned."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{BATCH_ITEMS}.json").read_text())
+    event["BatchInput"].update(version=version, job_id=job_id)
+    return event
+
+
+def check_batch_resolve(reply: Any, event: Mapping[str, Any], version: str) -> str | None:
+    expected = {"job_id": event["job_id"], "key": event["key"], "format": "csv"}
+    expected["version"] = version
+    got = {k: reply.get(k) for k in expected} if isinstance(reply, dict) else reply
+    return None if got == expected else f"expected {expected}, got {str(reply)[:600]}"
+
+
+def check_batch_part(reply: Any, event: Mapping[str, Any], s3: Any, bucket: str) -> str | None:
+    """Every row of the batch scored or rejected, as expected, and the parts written to S3."""
+    rows = len(event["Items"])
+    out, rejected = BATCH_ITEMS_EXPECTED
+    if not isinstance(reply, dict) or (reply.get("rows"), reply.get("out")) != (rows, out):
+        return f"expected {rows} rows, {out} scored, {rejected} rejected; got {str(reply)[:600]}"
+    if reply.get("rejected") != rejected:
+        return f"expected {rejected} rejected row(s), got {str(reply)[:600]}"
+    for key, count in ((reply.get("out_key"), out), (reply.get("rejected_key"), rejected)):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=str(key))["Body"].read().decode()
+        except Exception as exc:  # noqa: BLE001 - any failure to read it is the finding
+            return f"part {key!r} not readable in s3://{bucket}: {exc}"
+        if len(body.splitlines()) != count + 1:  # a header row, then one line per row
+            return f"part {key} has {len(body.splitlines()) - 1} row(s), expected {count}"
+    return None
+
+
+def invoke_batch(env: Env, invoke: InvokeFunction, timings: dict[str, float]) -> None:
+    """The two batch steps through `invoke` (`sam local invoke`; tests pass the handler)."""
+    s3 = boto3.client("s3", endpoint_url=env.endpoint, region_name=REGION)
+    resolve = json.loads((EVENTS / f"{BATCH_RESOLVE}.json").read_text())
+    with step(f"sam local invoke BatchPredictFunction -e events/{BATCH_RESOLVE}.json", timings):
+        key = seed_batch_input(s3, env.bucket, resolve)
+        job = invoke("BatchPredictFunction", EVENTS / f"{BATCH_RESOLVE}.json")
+        problem = check_batch_resolve(job, resolve, env.version)
+        if problem:
+            raise CheckFailed(problem)
+        say(f"    job {job['job_id']}: s3://{env.bucket}/{key} pinned to {job['version']}")
+    items = batch_items_event(str(job["version"]), str(job["job_id"]))
+    path = STATE / "events" / f"{BATCH_ITEMS}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(items, indent=2))
+    with step(f"sam local invoke BatchPredictFunction -e events/{BATCH_ITEMS}.json", timings):
+        part = invoke("BatchPredictFunction", path)
+        problem = check_batch_part(part, items, s3, env.bucket)
+        if problem:
+            raise CheckFailed(problem)
+        say(f"    {part['rows']} rows: {part['out']} in {part['out_key']}, "
+            f"{part['rejected']} in {part['rejected_key']}")  # fmt: skip
 
 
 def invoke_retrain(env: Env, deadline: Deadline) -> None:
@@ -543,6 +680,91 @@ def invoke_retrain(env: Env, deadline: Deadline) -> None:
     )
     if reply["status"] == "promoted":
         env.version = live_version(env)
+
+
+# Drift monitor: MonitorFunction with its scheduled event, over capture records seeded where
+# moto's Firehose puts them (capture/<model>/YYYY/MM/DD/HH/, this hour): every sale in the bundled
+# data as the live version's traffic, lotsize tripled, so the report the function writes to the
+# moto S3 must find that feature, and only it, drifted.
+MONITOR_EVENT = "monitor_schedule"
+MONITOR_SHIFT = {"lotsize": 3.0}
+
+
+def capture_records(version: str, now: datetime) -> list[dict[str, Any]]:
+    """The bundled data's rows as captured requests answered by `version` (the sale price as the
+    prediction; values as CSV text, which the monitor reads as a request's would be)."""
+    with BATCH_INPUT.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    records = []
+    for i, row in enumerate(rows):
+        price = float(row.pop("price"))
+        row.pop("", None)  # the CSV's row number
+        features = {
+            name: str(float(value) * MONITOR_SHIFT[name]) if name in MONITOR_SHIFT else value
+            for name, value in row.items()
+        }
+        records.append(
+            {
+                "request_id": f"sam-local-{i}",
+                "row": 0,
+                "time": now.isoformat(timespec="seconds"),
+                "model_version": version,
+                "features": features,
+                "prediction": price,
+            }
+        )
+    return records
+
+
+def seed_capture(s3: Any, bucket: str, version: str, now: datetime) -> tuple[str, int]:
+    """One capture object in moto's Firehose layout; returns its key and how many records."""
+    records = capture_records(version, now)
+    key = f"capture/house-prices/{now:%Y/%m/%d/%H}/sam-local-{uuid.uuid4().hex}"
+    body = "".join(json.dumps(r) + "\n" for r in records).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return key, len(records)
+
+
+def check_monitor(reply: Any, records: int, s3: Any, bucket: str) -> str | None:
+    """The summary the function returned and the drift.json (and .html) it wrote."""
+    expected = {"records": records, "drifted": sorted(MONITOR_SHIFT)}
+    got = {k: reply.get(k) for k in expected} if isinstance(reply, dict) else reply
+    if got != expected or not reply.get("files"):
+        return f"expected {expected} from at least one file, got {str(reply)[:600]}"
+    key = str(reply.get("report"))
+    if not (key.startswith("reports/house-prices/") and key.endswith("/drift.json")):
+        return f"report written to {key!r}, expected reports/house-prices/<date>/drift.json"
+    try:
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        s3.head_object(Bucket=bucket, Key=key.removesuffix(".json") + ".html")
+    except Exception as exc:  # noqa: BLE001 - any failure to read them is the finding
+        return f"report {key!r} or its page not readable in s3://{bucket}: {exc}"
+    if (report.get("records"), report.get("drifted")) != (records, expected["drifted"]):
+        return f"{key} says {report.get('records')} records, drifted {report.get('drifted')}"
+    return None
+
+
+def invoke_monitor(env: Env, invoke: InvokeFunction, timings: dict[str, float]) -> None:
+    """MonitorFunction on seeded capture through `invoke` (`sam local invoke`; tests pass the
+    handler)."""
+    s3 = boto3.client("s3", endpoint_url=env.endpoint, region_name=REGION)
+    with step(f"sam local invoke MonitorFunction -e events/{MONITOR_EVENT}.json", timings):
+        key, records = seed_capture(s3, env.bucket, env.version, datetime.now(UTC))
+        reply = invoke("MonitorFunction", EVENTS / f"{MONITOR_EVENT}.json")
+        problem = check_monitor(reply, records, s3, env.bucket)
+        if problem:
+            raise CheckFailed(problem)
+        say(f"    {records} records from s3://{env.bucket}/{key}: drifted {reply['drifted']}, "
+            f"report at s3://{env.bucket}/{reply['report']}")  # fmt: skip
+
+
+def invoke_jobs(env: Env, deadline: Deadline, timings: dict[str, float]) -> None:
+    """The functions no API route reaches: a batch job's two steps, the scheduled retrain, then
+    the scheduled drift monitor."""
+    invoke_batch(env, lambda f, event: sam_invoke(env, f, event, deadline), timings)
+    with step("sam local invoke RetrainFunction -e events/retrain_schedule.json", timings):
+        invoke_retrain(env, deadline)
+    invoke_monitor(env, lambda f, event: sam_invoke(env, f, event, deadline), timings)
 
 
 def fetch(
@@ -753,8 +975,7 @@ def check(deadline: Deadline, timings: dict[str, float], warm: int) -> None:
         with step("sam build --build-dir .aws-sam-local/build", timings):
             sam_build(env, deadline)
         invoke_api_events(env, deadline, timings)
-        with step("sam local invoke RetrainFunction -e events/retrain_schedule.json", timings):
-            invoke_retrain(env, deadline)
+        invoke_jobs(env, deadline, timings)
         start_api(env, deadline, timings, warm)
 
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sklambda import open_inference
 from sklambda.errors import ModelUnavailableError, RequestError, SklambdaError
+from sklambda.model import LoadedModel
 from sklambda.request_formats import decode_csv, decode_request, parse_csv
 from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
 
@@ -59,10 +60,22 @@ class ModelRef(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    """Predictions in request order; a single bare record also gets `{<target>: value}`."""
+    """Predictions in request order; a single bare record also gets `{<target>: value}`. A
+    classifier's predictions are class labels (integers stay integers), with `probabilities`."""
 
     model_config = ConfigDict(extra="allow")
-    predictions: list[float]
+    predictions: list[float | int | str] = Field(
+        description="numbers (regression) or class labels (classification)",
+        examples=[[68693.2], ["Adelie", "Gentoo"]],
+    )
+    probabilities: list[dict[str, float]] = Field(
+        default=[],
+        description="classifiers only: per row, each class label's probability (they sum to "
+        "1); the label predicted is the most probable one, or for a binary model with a "
+        "decision threshold the positive class when its probability reaches the threshold "
+        "(GET /model: classes)",
+        examples=[[{"no": 0.12, "yes": 0.88}]],
+    )
     model: ModelRef
     warnings: list[str] = Field(default=[], description="e.g. inputs outside the training range")
 
@@ -177,7 +190,8 @@ class TensorMetadata(BaseModel):
 
 
 class V2ModelMetadata(BaseModel):
-    """GET /v2/models/{name}: one input tensor per feature (schema order), one output."""
+    """GET /v2/models/{name}: one input tensor per feature (schema order), one output (a
+    classifier's: its labels, then `probabilities` of shape [-1, classes])."""
 
     name: str
     versions: list[str]
@@ -208,10 +222,15 @@ class V2InferRequest(BaseModel):
 
 
 class V2OutputTensor(BaseModel):
-    name: str = Field(examples=["predictions"])
+    name: str = Field(
+        examples=["predictions"],
+        description="predictions; a classifier adds probabilities, shape [n, classes]",
+    )
     shape: list[int]
-    datatype: str = Field(examples=["FP64"])
-    data: list[float]
+    datatype: str = Field(
+        examples=["FP64"], description="FP64; a classifier's labels INT64 or BYTES"
+    )
+    data: list[float | int | str]
 
 
 class V2InferResponse(BaseModel):
@@ -269,8 +288,16 @@ class HealthResponse(BaseModel):
 # --- logic ---------------------------------------------------------------------------------
 
 
+# Told of each answered request once its reply is computed (the model, its encoded rows, the
+# predictions): prediction capture and the shadow model. It must never raise.
+Scored = Callable[[LoadedModel, Any, list[Any]], None]
+
+
 def predict(
-    holder: ModelHolder, headers: Mapping[str, str], body: str | bytes | None
+    holder: ModelHolder,
+    headers: Mapping[str, str],
+    body: str | bytes | None,
+    scored: Scored | None = None,
 ) -> dict[str, Any]:
     """Validate and answer one POST /predict; raises SklambdaError with the right status."""
     content_type = media_type(headers.get("content-type"))
@@ -295,15 +322,18 @@ def predict(
         payload = parse_json(body)
         model = holder.get()
         batch = decode_request(model.schema, payload, holder.settings.max_rows)
-    predictions = model.predict(batch.X)
-    reply: dict[str, Any] = {
-        "predictions": predictions,
-        "model": {"name": model.manifest.name, "version": model.manifest.version},
-    }
+    answer = model.answer(batch.X)
+    predictions = answer.predictions
+    reply: dict[str, Any] = {"predictions": predictions}
+    if answer.probabilities is not None:
+        reply["probabilities"] = answer.probability_records()
+    reply["model"] = {"name": model.manifest.name, "version": model.manifest.version}
     if batch.single:
         reply[model.manifest.target.name] = predictions[0]
     if batch.warnings:
         reply["warnings"] = batch.warnings
+    if scored is not None:
+        scored(model, batch.X, predictions)
     return reply
 
 
@@ -322,7 +352,11 @@ def _sized_body(holder: ModelHolder, body: str | bytes | None, expected: str) ->
 
 
 def infer(
-    holder: ModelHolder, name: str, headers: Mapping[str, str], body: str | bytes | None
+    holder: ModelHolder,
+    name: str,
+    headers: Mapping[str, str],
+    body: str | bytes | None,
+    scored: Scored | None = None,
 ) -> dict[str, Any]:
     """Answer one POST /v2/models/{name}/infer (the Open Inference Protocol), with the checks
     of POST /predict in the same order, after the model's name (404)."""
@@ -338,10 +372,14 @@ def infer(
     payload = parse_json(body)
     model = holder.get()
     batch = open_inference.decode_infer(model.schema, payload, holder.settings.max_rows)
-    predictions = model.predict(batch.X)
-    return open_inference.infer_reply(
-        model, predictions, open_inference.request_id(payload), batch.warnings
+    answer = model.answer(batch.X)
+    predictions = answer.predictions
+    reply = open_inference.infer_reply(
+        model, answer, open_inference.request_id(payload), batch.warnings
     )
+    if scored is not None:
+        scored(model, batch.X, predictions)
+    return reply
 
 
 def _served_name(holder: ModelHolder) -> str:
@@ -373,9 +411,23 @@ def wants_csv(headers: Mapping[str, str]) -> bool:
     return False
 
 
-def csv_reply(predictions: list[float]) -> str:
-    """One prediction per line, as SageMaker's scikit-learn container answers text/csv."""
-    return "".join(f"{p!r}\n" for p in predictions)
+def csv_reply(predictions: list[Any], probabilities: list[dict[str, float]] | None = None) -> str:
+    """One prediction per line, as SageMaker's scikit-learn container answers text/csv; for a
+    classifier the label, then each class's probability (the order of GET /model's
+    classes.labels), no header. A label with a comma or quote is quoted as CSV quotes it."""
+    if not probabilities:
+        return "".join(f"{p!r}\n" for p in predictions)
+    return "".join(
+        ",".join([_csv_cell(label), *(repr(p) for p in row.values())]) + "\n"
+        for label, row in zip(predictions, probabilities, strict=True)
+    )
+
+
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def request_body(body: str | None, base64_encoded: bool) -> str | bytes | None:

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from sklambda.classes import decide, json_label, positive_index
 from sklambda.config import ModelConfig
 from sklambda.data import Dataset
 from sklambda.manifest import (
     MANIFEST_FILE,
     ArtifactInfo,
+    ClassInfo,
     DataInfo,
     Manifest,
     runtime_versions,
@@ -81,6 +83,13 @@ def write_artifact(
         now = datetime.now(UTC)
         estimator = result.model.regressor_ if hasattr(result.model, "regressor_") else result.model
         step = estimator.named_steps["model"]
+        fitted_X = dataset.X[result.train_rows]
+        classes = _class_info(config, dataset, result)
+        if classes is None:
+            predicted = result.model.predict(fitted_X)
+        else:  # the profile's prediction: the index of the decided class
+            proba = result.model.predict_proba(fitted_X)
+            predicted = decide(proba, classes.threshold, classes.positive_index).astype(float)
         manifest = Manifest(
             name=config.name,
             version=new_version(now),
@@ -88,6 +97,8 @@ def write_artifact(
             artifact=ArtifactInfo(sha256=sha, bytes=model_path.stat().st_size),
             numpy_artifact=numpy_info,
             runtime=runtime_versions(),
+            task=config.task,
+            classes=classes,
             target=config.target,
             features=dataset.schema.as_list(),
             metrics={**result.metrics, "train_seconds": round(result.seconds, 3)},
@@ -102,11 +113,7 @@ def write_artifact(
             config=config.model_dump(mode="json"),
             parent_version=parent_version,
             final_fit=config.evaluation.final_fit,
-            profile=reference_profile(
-                dataset.schema,
-                dataset.X[result.train_rows],
-                result.model.predict(dataset.X[result.train_rows]),
-            ),
+            profile=reference_profile(dataset.schema, fitted_X, predicted),
         )
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         if out_dir.exists():
@@ -117,10 +124,30 @@ def write_artifact(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _class_info(config: ModelConfig, dataset: Dataset, result: TrainResult) -> ClassInfo | None:
+    """A classifier's labels (its predict_proba columns), their counts in the rows the shipped
+    model was fitted on, and the configured decision rule; None for regression."""
+    if config.task != "classification":
+        return None
+    labels = [json_label(v) for v in result.model.classes_.tolist()]
+    fitted = [json_label(v) for v in dataset.y[result.train_rows].tolist()]
+    threshold = config.target.threshold
+    positive = None
+    if threshold is not None:
+        positive = labels[positive_index(labels, config.target.positive)]
+    return ClassInfo(
+        labels=labels,
+        counts=[fitted.count(label) for label in labels],
+        threshold=threshold,
+        positive=positive,
+    )
+
+
 def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo | None:
     """Write model.npz when the pipeline is linear and its numpy form, read back from the file,
-    gives the pipeline's own predictions on every training row, on unknown category codes, and
-    on a row with every value missing that may be (a missing level learned or not, indicators)."""
+    gives the pipeline's own predictions (a classifier's probabilities) on every training row,
+    on unknown category codes, and on a row with every value missing that may be (a missing
+    level learned or not, indicators)."""
     from sklambda.export import agrees, export
 
     exported = export(model)
@@ -134,7 +161,12 @@ def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo 
         if feature.may_be_missing:
             missing[0, j] = np.nan
     probe = np.vstack([dataset.X, unseen, missing])
-    if not agrees(NumpyModel.load(path).predict, model.predict, probe):
+    loaded = NumpyModel.load(path)
+    if loaded.link:
+        same = agrees(loaded.predict_proba, model.predict_proba, probe)
+    else:
+        same = agrees(loaded.predict, model.predict, probe)
+    if not same:
         path.unlink()
         return None
     return ArtifactInfo(

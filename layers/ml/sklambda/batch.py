@@ -6,7 +6,8 @@ to the batch function. Each batch is validated column-wise with the model's own 
 row by row in its reporting: a bad row is rejected with its reason and never sinks its batch.
 A batch writes, once (`If-None-Match: *`), under `batch/<job-id>/`:
 
-  out/part-<n>.csv        line,prediction        (every scored row)
+  out/part-<n>.csv        line,prediction        (every scored row; a classifier's label,
+                                                 then probability_<label> per class)
   rejected/part-<n>.csv   line,reason            (every rejected row; written only when any)
 
 `<n>` is the index of the batch's first row, zero-padded: unique and the same on a retry, so a
@@ -33,7 +34,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from sklambda.errors import DataValidationError, IntegrityError, Problem, ProblemLog
-from sklambda.model import LoadedModel
+from sklambda.model import Answer, LoadedModel
 from sklambda.names import validate_name
 from sklambda.schema import MISSING
 
@@ -128,12 +129,19 @@ def line_of(index: int, fmt: InputFormat) -> int:
     return index + 2 if fmt == "csv" else index + 1
 
 
+def out_header(model: LoadedModel) -> tuple[str, ...]:
+    """The columns of an out/ part: line, prediction, and a classifier's probability of each
+    class (probability_<label>, in the order of the manifest's classes)."""
+    return ("line", "prediction", *(f"probability_{label}" for label in model.classes))
+
+
 def score_rows(
     model: LoadedModel, items: Sequence[Item], fmt: InputFormat
-) -> tuple[list[tuple[int, float]], list[tuple[int, str]]]:
-    """(line, prediction) for each row scored and (line, reason) for each row rejected; every
-    item is in exactly one. Raises DataValidationError only for the batch as a whole (a
-    column of the schema absent from the input)."""
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    """The out/ rows, (line, prediction) for each row scored (a classifier's adding each
+    class's probability: out_header), and (line, reason) for each row rejected; every item is
+    in exactly one. Raises DataValidationError only for the batch as a whole (a column of the
+    schema absent from the input)."""
     schema = model.schema
     problems = _RowProblems()
     n = len(items)
@@ -155,10 +163,10 @@ def score_rows(
     if problems.whole:
         raise problems.error("the batch does not fit the schema: ")
     good = [i for i in range(n) if i not in problems.by_row]
-    scored: list[tuple[int, float]] = []
-    for i, prediction in zip(good, _predict(model, matrix[good], problems, good), strict=True):
-        if prediction is not None:
-            scored.append((line_of(items[i].index, fmt), prediction))
+    scored: list[tuple[Any, ...]] = []
+    for i, cells in zip(good, _predict(model, matrix[good], problems, good), strict=True):
+        if cells is not None:
+            scored.append((line_of(items[i].index, fmt), *cells))
     rejected = [
         (line_of(items[i].index, fmt), "; ".join(reasons))
         for i, reasons in sorted(problems.by_row.items())
@@ -166,26 +174,42 @@ def score_rows(
     return scored, rejected
 
 
+def _cells(answer: Answer) -> list[tuple[Any, ...]]:
+    """Each row's prediction, then a classifier's probabilities."""
+    if answer.probabilities is None:
+        return [(p,) for p in answer.predictions]
+    return [
+        (p, *row) for p, row in zip(answer.predictions, answer.probabilities.tolist(), strict=True)
+    ]
+
+
 def _predict(
     model: LoadedModel, X: np.ndarray, problems: _RowProblems, rows: list[int]
-) -> list[float | None]:
-    """Predictions for the encoded rows; a row whose prediction is not finite (inputs far
+) -> list[tuple[Any, ...] | None]:
+    """Each encoded row's cells (_cells); a row whose prediction is not finite (inputs far
     outside the training range) is rejected on its own, the rest of the batch kept."""
     if not rows:
         return []
     try:
-        return list(model.predict(X))
+        return list(_cells(model.answer(X)))
     except DataValidationError:
-        out: list[float | None] = []
+        out: list[tuple[Any, ...] | None] = []
         for k, row in enumerate(rows):
             try:
-                value = model.predict(X[k : k + 1])[0]
+                cells: tuple[Any, ...] | None = _cells(model.answer(X[k : k + 1]))[0]
             except DataValidationError:
                 reason = "prediction is not finite (inputs far outside the training range)"
                 problems.add(Problem(None, reason, row))
-                value = None
-            out.append(value if value is None or math.isfinite(value) else None)
+                cells = None
+            if cells is not None and isinstance(cells[0], float) and not math.isfinite(cells[0]):
+                cells = None
+            out.append(cells)
         return out
+
+
+def _out_row(row: tuple[Any, ...]) -> list[Any]:
+    """An out/ row as text: the line, the label as it is, every number by repr (exact)."""
+    return [row[0], *(repr(v) if isinstance(v, float) else v for v in row[1:])]
 
 
 def _csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
@@ -233,7 +257,7 @@ def score_batch(
         s3,
         bucket,
         out_key,
-        _csv_bytes(("line", "prediction"), [(line, repr(p)) for line, p in scored]),
+        _csv_bytes(out_header(model), [_out_row(row) for row in scored]),
         "text/csv",
     )
     if rejected:

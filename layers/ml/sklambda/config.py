@@ -15,10 +15,57 @@ FeatureType = Literal["number", "integer", "boolean", "category"]
 EstimatorKind = Literal[
     "linear_regression",
     "ridge",
+    "logistic_regression",
     "gradient_boosting",
     "random_forest",
     "hist_gradient_boosting",
 ]
+Task = Literal["regression", "classification"]
+# The estimator kinds of each task (sklambda.training maps each to its scikit-learn class; the
+# tree kinds have a regressor and a classifier of the same name).
+KINDS: dict[str, tuple[str, ...]] = {
+    "regression": (
+        "linear_regression",
+        "ridge",
+        "gradient_boosting",
+        "random_forest",
+        "hist_gradient_boosting",
+    ),
+    "classification": (
+        "logistic_regression",
+        "gradient_boosting",
+        "random_forest",
+        "hist_gradient_boosting",
+    ),
+}
+# Each metric a model can be gated on, and whether a higher value is better. Regression metrics
+# are on the target's own scale; classification metrics on the holdout's labels and
+# probabilities (sklambda.training.classification_metrics).
+METRIC_HIGHER_IS_BETTER: dict[str, bool] = {
+    "r2": True,
+    "rmse": False,
+    "mae": False,
+    "mape": False,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "f1_macro": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "brier": False,
+}
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "regression": ("r2", "rmse", "mae", "mape"),
+    "classification": (
+        "accuracy",
+        "balanced_accuracy",
+        "f1_macro",
+        "roc_auc",
+        "log_loss",
+        "brier",
+    ),
+}
+DEFAULT_PRIMARY = {"regression": "r2", "classification": "log_loss"}
+Label = int | str  # a class label: integers stay integers, anything else is a string
 
 
 class _Frozen(BaseModel):
@@ -52,6 +99,11 @@ class FeatureConfig(_Frozen):
 class TargetConfig(_Frozen):
     name: str = Field(min_length=1)
     transform: Literal["none", "log"] = "none"
+    # Classification, binary tasks only: predict `positive` (default: the second of the two
+    # labels in sorted order, the column scikit-learn's predict_proba puts last) when its
+    # probability is at least `threshold`; without a threshold, the most probable label.
+    threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    positive: Label | None = None
 
 
 class DataConfig(_Frozen):
@@ -69,7 +121,10 @@ class EvaluationConfig(_Frozen):
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
     seed: int = 42
     min_rows: int = Field(default=30, ge=5)
-    primary_metric: Literal["r2", "rmse", "mae", "mape"] = "r2"
+    # The metric the retrain gate compares (and its direction, which is the metric's own:
+    # METRIC_HIGHER_IS_BETTER). Default: r2 for regression, log_loss for classification.
+    primary_metric: str = ""
+    direction: Literal["higher", "lower", ""] = ""
     # Retraining promotes only a challenger whose holdout primary metric reaches this bar
     # (r2: at least; error metrics: at most). None: the baseline below is the only fixed bar.
     promotion_floor: float | None = None
@@ -90,16 +145,26 @@ class EvaluationConfig(_Frozen):
     final_fit: Literal["train_split", "all_rows"] = "train_split"
 
 
+class CardConfig(_Frozen):
+    """The model card's words, written by a person (the `[card]` table, all optional): shown in
+    the model report (training/report.py) beside what the manifest records."""
+
+    intended_use: str = ""
+    limitations: str = ""
+    owner: str = ""
+
+
 class ModelConfig(_Frozen):
     """Everything needed to train one model, reproducibly."""
 
     name: ModelName  # it names the registry folder models/<name>/ (sklambda.names)
-    task: Literal["regression"] = "regression"
+    task: Task = "regression"
     data: DataConfig = DataConfig()
     target: TargetConfig
     features: tuple[FeatureConfig, ...] = Field(min_length=1)
     estimator: EstimatorConfig = EstimatorConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    card: CardConfig = CardConfig()
     # A category value the model has not seen, in a prediction request: "reject" answers 422
     # naming it (the default, as before); "warn" predicts it as a missing value (the feature's
     # missing level) and says so in the reply's warnings. Training data are always checked
@@ -115,6 +180,57 @@ class ModelConfig(_Frozen):
         if self.target.name in names:
             raise ValueError(f"the target {self.target.name!r} is also listed as a feature")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_default(cls, raw: Any) -> Any:
+        """The task's default primary metric when none is named; its direction filled in."""
+        if not isinstance(raw, dict):
+            return raw
+        evaluation = raw.get("evaluation", {})
+        if isinstance(evaluation, EvaluationConfig):
+            evaluation = evaluation.model_dump()
+        if not isinstance(evaluation, dict):
+            return raw
+        task = raw.get("task", "regression")
+        metric = evaluation.get("primary_metric") or DEFAULT_PRIMARY.get(task, "r2")
+        higher = METRIC_HIGHER_IS_BETTER.get(metric)
+        direction = evaluation.get("direction") or (
+            "" if higher is None else ("higher" if higher else "lower")
+        )
+        evaluation = {**evaluation, "primary_metric": metric, "direction": direction}
+        return {**raw, "evaluation": evaluation}
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> ModelConfig:
+        task, kind, ev = self.task, self.estimator.kind, self.evaluation
+        if kind not in KINDS[task]:
+            other = next(t for t in KINDS if kind in KINDS[t])
+            raise ValueError(
+                f"estimator {kind!r} is for {other}, not {task}; for {task}: "
+                + ", ".join(KINDS[task])
+            )
+        if ev.primary_metric not in TASK_METRICS[task]:
+            raise ValueError(
+                f"primary_metric {ev.primary_metric!r} is not a {task} metric; one of "
+                + ", ".join(TASK_METRICS[task])
+            )
+        own = "higher" if METRIC_HIGHER_IS_BETTER[ev.primary_metric] else "lower"
+        if ev.direction != own:
+            raise ValueError(f"direction {ev.direction!r}: for {ev.primary_metric} {own} is better")
+        if task == "classification" and self.target.transform != "none":
+            raise ValueError("a classification target takes no transform")
+        if task == "regression" and (
+            self.target.threshold is not None or self.target.positive is not None
+        ):
+            raise ValueError("threshold and positive are for binary classification only")
+        if self.target.positive is not None and self.target.threshold is None:
+            raise ValueError("positive names the class a threshold is for: set threshold too")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.evaluation.direction == "higher"
 
     @property
     def feature_names(self) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sklambda.classes import read_labels
 from sklambda.config import ModelConfig, TargetConfig
 from sklambda.errors import ConfigError, DataValidationError, Problem, ProblemLog
 from sklambda.schema import FeatureSchema, fit_schema
@@ -40,7 +41,8 @@ class Table:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Validated, encoded training data: X in schema order, y as floats."""
+    """Validated, encoded training data: X in schema order, y as floats (regression) or class
+    labels (classification: int64, or strings in an object array; sklambda.classes)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -129,7 +131,11 @@ def prepare(config: ModelConfig, table: Table) -> Dataset:
         unknown=config.unknown_categories,
         problems=log,
     )
-    y = _target(config.target, table.columns[config.target.name], table.text, log)
+    column = table.columns[config.target.name]
+    if config.task == "classification":
+        y = read_labels(config.target.name, column, log)
+    else:
+        y = _target(config.target, column, table.text, log)
     if log:
         error = log.error(f"{table.source}: ")
         raise DataValidationError(error.message, table.with_lines(error.details), error.counts)

@@ -77,7 +77,33 @@ def _version(section: dict[str, Any]) -> str:
         else "<p>no labels for these requests</p>"
     )
     charts = [_chart(n, s) for n, s in section["features"].items()]
-    return head + live + "".join(charts) + _chart("prediction", section["prediction"])
+    shadow = _shadow(section.get("shadow") or [])
+    return head + live + shadow + "".join(charts) + _chart("prediction", section["prediction"])
+
+
+def _shadow(comparisons: list[dict[str, Any]]) -> str:
+    """Champion vs shadow on the same live rows (sklambda.monitor.shadow_comparison)."""
+    if not comparisons:
+        return ""
+
+    def rmse(metric: dict[str, Any] | None) -> str:
+        return f"{metric['rmse']:,.4g} ({metric['rows']:,} labelled)" if metric else "no labels"
+
+    rows = "".join(
+        f"<tr><td>{escape(c['version'])}</td><td>{c['rows']:,}</td>"
+        f"<td>{c['agreement']:.1%} (within {c['agreement_tolerance']:.0%})</td>"
+        f"<td>{c['mean_difference']:+,.4g}</td>"
+        f"<td>{c['mean_absolute_difference']:,.4g}</td>"
+        f"<td>{rmse(c['live_metric'])}</td><td>{rmse(c['champion_live_metric'])}</td></tr>"
+        for c in comparisons
+    )
+    return (
+        '<table class="shadow"><caption>champion vs shadow on live traffic</caption>'
+        "<tr><th>shadow version</th><th>rows</th><th>agreement</th>"
+        "<th>mean difference (shadow - champion)</th><th>mean absolute difference</th>"
+        "<th>shadow live rmse</th><th>champion live rmse</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def render(report: dict[str, Any]) -> str:

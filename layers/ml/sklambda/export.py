@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import MissingIndicator, SimpleImputer
-from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
@@ -45,12 +46,34 @@ def export(model: Any) -> tuple[NumpyModel, Any] | None:
     kept = tuple(b for b in blocks if b is not None)
     if len(kept) != len(blocks) or not kept:
         return None
+    if isinstance(estimator, LogisticRegression):
+        return _logistic(kept, estimator)
     if not isinstance(estimator, (LinearRegression, Ridge)):
         return NumpyModel(kept, inverse=inverse), estimator
     coef = np.asarray(estimator.coef_, dtype=np.float64)
     if coef.ndim != 1:
         return None
     return NumpyModel(kept, coef, float(estimator.intercept_), inverse), None
+
+
+def _logistic(
+    blocks: tuple[Block, ...], estimator: LogisticRegression
+) -> tuple[NumpyModel, Any] | None:
+    """A logistic regression's numpy form: binary (one row of coefficients, the logistic link)
+    or multinomial (a row per class, softmax), as its predict_proba computes them."""
+    coef = np.asarray(estimator.coef_, dtype=np.float64)
+    intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+    binary = len(estimator.classes_) == 2
+    link = "logistic" if binary else "softmax"
+    if coef.ndim != 2 or coef.shape[0] != (1 if binary else len(estimator.classes_)):
+        return None
+    return NumpyModel(blocks, coef, intercept, link=link), None
+
+
+def output(model: Any) -> Predict:
+    """What a model's numpy form must reproduce: a classifier's predict_proba, else predict."""
+    method: Predict = model.predict_proba if is_classifier(model) else model.predict
+    return method
 
 
 def agrees(candidate: Predict, reference: Predict, X: np.ndarray) -> bool:
@@ -81,14 +104,15 @@ def _parts(model: Any) -> tuple[str, ColumnTransformer, Any] | None:
 
 
 def compile_fast(model: Any) -> Predict | None:
-    """An equivalent numpy predict function, or None (unverified: the caller checks it)."""
+    """An equivalent numpy function of `output(model)` (predictions, or a classifier's
+    probabilities), or None (unverified: the caller checks it)."""
     exported = export(model)
     if exported is None:
         return None
     numpy_model, estimator = exported
     if estimator is None:
-        return numpy_model.predict
-    own_predict: Predict = estimator.predict  # trees and boosting: their own (fast) predict
+        return numpy_model.predict_proba if numpy_model.link else numpy_model.predict
+    own_predict: Predict = output(estimator)  # trees and boosting: their own (fast) predict
 
     def predict(X: np.ndarray) -> np.ndarray:
         return numpy_model.finish(own_predict(numpy_model.transform(X)))

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sklambda.config import ModelConfig, TargetConfig
+from sklambda.classes import Label, positive_index
+from sklambda.config import ModelConfig, TargetConfig, Task
 from sklambda.errors import (
     IntegrityError,
     ModelUnavailableError,
@@ -56,6 +57,37 @@ class DataInfo(BaseModel):
     rows: int
 
 
+class ClassInfo(BaseModel):
+    """A classifier's classes: the labels in the order of its probability columns (sorted, as
+    scikit-learn's classes_), how many of the rows it was fitted on have each, and the binary
+    decision rule (threshold None: the most probable label)."""
+
+    model_config = ConfigDict(frozen=True)
+    labels: list[Label] = Field(min_length=2)
+    counts: list[int]
+    threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    positive: Label | None = None  # the class the threshold is for (binary tasks)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClassInfo:
+        if len(self.counts) != len(self.labels):
+            raise ValueError("classes: one count per label")
+        if len(set(map(str, self.labels))) != len(self.labels):
+            raise ValueError("classes: labels must be distinct")
+        if self.threshold is not None and len(self.labels) != 2:
+            raise ValueError("classes: a threshold is for a binary task")
+        return self
+
+    @property
+    def positive_index(self) -> int:
+        return positive_index(self.labels, self.positive)
+
+    @property
+    def shares(self) -> list[float]:
+        total = sum(self.counts) or 1
+        return [count / total for count in self.counts]
+
+
 class Manifest(BaseModel):
     """Everything serving needs to know about a model version, and how it was made."""
 
@@ -68,7 +100,9 @@ class Manifest(BaseModel):
     # The same model as numpy arrays (linear pipelines only): served without scikit-learn.
     numpy_artifact: ArtifactInfo | None = None
     runtime: dict[str, str]
-    task: Literal["regression"] = "regression"
+    task: Task = "regression"
+    # A classifier's labels, their training counts and its decision rule; None for regression.
+    classes: ClassInfo | None = None
     target: TargetConfig
     features: list[dict[str, Any]]
     metrics: dict[str, Any]
@@ -103,6 +137,8 @@ class Manifest(BaseModel):
             raise ValueError("artifact must be the joblib pickle")
         if self.numpy_artifact is not None and self.numpy_artifact.format != "npz":
             raise ValueError("numpy_artifact must be the npz file")
+        if (self.task == "classification") != (self.classes is not None):
+            raise ValueError("a classifier's manifest has classes, a regressor's none")
         return self
 
     @property

@@ -1,5 +1,6 @@
 """The loaded model: a verified artifact in memory with its manifest and schema, predicting from
-an encoded float matrix (the numpy form, a pickle's verified fast path, or its own predict)."""
+an encoded float matrix (the numpy form, a pickle's verified fast path, or its own predict).
+A classifier answers labels and, per row, each class's probability (`answer`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,28 @@ from typing import Any
 
 import numpy as np
 
+from sklambda.classes import Label, decide
 from sklambda.errors import DataValidationError, Problem
 from sklambda.manifest import Manifest
 from sklambda.numpy_form import NumpyModel
 from sklambda.schema import MAX_PROBLEMS, FeatureSchema
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Predictions in row order (numbers, or a classifier's labels) and a classifier's
+    probabilities: an (n, k) array whose columns are `classes`."""
+
+    predictions: list[Any]
+    probabilities: np.ndarray | None = None
+    classes: tuple[Label, ...] = ()
+
+    def probability_records(self) -> list[dict[str, float]]:
+        """One {label: probability} object per row (JSON keys: labels as text)."""
+        if self.probabilities is None:
+            return []
+        keys = [str(label) for label in self.classes]
+        return [dict(zip(keys, row, strict=True)) for row in self.probabilities.tolist()]
 
 
 @dataclass
@@ -27,14 +46,16 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self.schema = self.manifest.feature_schema
-        self._predict = self.model.predict
+        # A classifier's output is its probabilities; the labels are decided from them.
+        classifier = self.manifest.classes is not None
+        self._predict = self.model.predict_proba if classifier else self.model.predict
         if isinstance(self.model, NumpyModel):
             self.fast = True  # checked against the pipeline's own predictions when trained
             return
         from sklambda.export import agrees, compile_fast  # imports scikit-learn: pickles only
 
         fast = compile_fast(self.model)
-        if fast is not None and agrees(fast, self.model.predict, self.probe_rows()):
+        if fast is not None and agrees(fast, self._predict, self.probe_rows()):
             self._predict, self.fast = fast, True
 
     @property
@@ -42,17 +63,35 @@ class LoadedModel:
         """What is served: "npz" (numpy arrays, no scikit-learn) or "joblib" (the pickle)."""
         return "npz" if isinstance(self.model, NumpyModel) else "joblib"
 
-    def predict(self, X: np.ndarray) -> list[float]:
+    @property
+    def classes(self) -> tuple[Label, ...]:
+        """A classifier's labels, in the order of its probability columns; () for regression."""
+        info = self.manifest.classes
+        return tuple(info.labels) if info is not None else ()
+
+    def answer(self, X: np.ndarray) -> Answer:
+        """Predictions for encoded rows (and a classifier's probabilities); 422 naming the rows
+        that give no finite answer."""
         with np.errstate(all="ignore"):
-            predictions: np.ndarray = self._predict(X)
-        bad = np.flatnonzero(~np.isfinite(predictions))
+            output: np.ndarray = self._predict(X)
+        finite = np.isfinite(output) if output.ndim == 1 else np.isfinite(output).all(axis=1)
+        bad = np.flatnonzero(~finite)
         if bad.size:  # finite inputs far outside the training range can overflow (exp of 1e300)
             raise DataValidationError(
                 f"{bad.size} row(s) give no finite prediction; inputs far outside the training "
                 "range (see GET /model for each feature's min and max)",
                 [Problem(None, "prediction is not finite", int(i)) for i in bad[:MAX_PROBLEMS]],
             )
-        return predictions.tolist()  # type: ignore[no-any-return]
+        info = self.manifest.classes
+        if info is None:
+            return Answer(output.tolist())
+        chosen = decide(output, info.threshold, info.positive_index)
+        labels = [info.labels[i] for i in chosen.tolist()]
+        return Answer(labels, output, tuple(info.labels))
+
+    def predict(self, X: np.ndarray) -> list[Any]:
+        """The predictions alone: numbers, or a classifier's labels."""
+        return self.answer(X).predictions
 
     def sample_row(self) -> np.ndarray:
         """One valid encoded row built from the schema (the warm-up prediction)."""

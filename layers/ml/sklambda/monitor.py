@@ -19,6 +19,11 @@ them, so a run reads each object once and lists only the days since the last run
 Ground truth is optional: labels/<model>/<request_id>.json, {"label": y} or {"labels": [y, ...]}
 (one per row), joined to the capture by request id and row; the live metric is computed on the
 rows that have one.
+
+A record scored by the shadow model too (SHADOW_ALIAS) carries
+"shadow": {"model_version": "...", "prediction": ...}; each version's section then compares the
+two on the same live rows (champion vs shadow: agreement, mean difference, and the shadow's live
+metric where labels exist), so a promotion can be judged on real requests before it happens.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ MIN_ROWS = 100  # fewer live values than this: PSI and KS are mostly noise, repo
 PSI_FLOOR = 1e-4  # an empty bin's share in PSI's log (a level never seen would be infinite)
 UNKNOWN_LEVEL = "(unknown)"
 MAX_LABEL_FILES = 10_000  # labels read in one run (one GET each)
+# Champion and shadow "agree" on a row when they are this close, relative to the champion's
+# prediction (for class labels: equal).
+AGREEMENT_TOLERANCE = 0.05
 
 
 class Cursor(BaseModel):
@@ -203,6 +211,8 @@ class _Rows:
     features: list[Mapping[str, Any]] = field(default_factory=list)
     predictions: list[float] = field(default_factory=list)
     ids: list[tuple[str, int]] = field(default_factory=list)
+    # By shadow version: (row index in the lists above, the shadow's prediction).
+    shadow: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def version_drift(
@@ -342,6 +352,34 @@ def _labels(
     return found
 
 
+def shadow_comparison(
+    version: str,
+    scored: list[tuple[int, float]],
+    rows: _Rows,
+    labels: Mapping[tuple[str, int], float],
+) -> dict[str, Any]:
+    """The shadow model against the champion on the rows both scored: how often they agree,
+    their mean (and mean absolute) difference, and both live metrics on the labelled ones."""
+    index = [i for i, _ in scored]
+    shadow = np.asarray([p for _, p in scored], dtype=np.float64)
+    champion = np.asarray([rows.predictions[i] for i in index], dtype=np.float64)
+    diff = shadow - champion
+    close = np.abs(diff) <= AGREEMENT_TOLERANCE * np.abs(champion)
+    labelled = [(k, labels[rows.ids[i]]) for k, i in enumerate(index) if rows.ids[i] in labels]
+    y = np.asarray([label for _, label in labelled], dtype=np.float64)
+    at = [k for k, _ in labelled]
+    return {
+        "version": version,
+        "rows": len(index),
+        "agreement": round(float(np.mean(close)), 4),
+        "agreement_tolerance": AGREEMENT_TOLERANCE,
+        "mean_difference": float(np.mean(diff)),
+        "mean_absolute_difference": float(np.mean(np.abs(diff))),
+        "live_metric": live_metric(y, shadow[at]),
+        "champion_live_metric": live_metric(y, champion[at]),
+    }
+
+
 @dataclass(frozen=True)
 class MonitorRun:
     """What a run read and the report it wrote (None: nothing new to read)."""
@@ -386,6 +424,12 @@ def run_monitor(
         rows.features.append(features)
         rows.predictions.append(float(prediction))
         rows.ids.append((str(record.get("request_id", "")), int(record.get("row", 0) or 0)))
+        shadow = record.get("shadow")
+        if isinstance(shadow, dict) and isinstance(shadow.get("model_version"), str):
+            value = shadow.get("prediction")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                scored = rows.shadow.setdefault(shadow["model_version"], [])
+                scored.append((len(rows.predictions) - 1, float(value)))
     report = None
     written = None
     if keys:
@@ -465,6 +509,11 @@ def _report(
             **metric,
             "holdout": manifest.metrics.get("holdout"),
         }
+        if rows.shadow:
+            section["shadow"] = [
+                shadow_comparison(version, scored, rows, labels)
+                for version, scored in sorted(rows.shadow.items())
+            ]
         versions.append(section)
     max_psi: dict[str, float] = {}
     for section in versions:

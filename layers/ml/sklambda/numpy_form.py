@@ -9,10 +9,16 @@ the pickle (sklambda.export), checks that they give the pipeline's own predictio
 the file's sha256 in the manifest. The file is read with `allow_pickle=False`: loading it runs
 no code. This module imports numpy only.
 
-Formats: 1 had numeric and one-hot blocks, its one-hot levels never NaN. 2 (written now) names
-each block's kind, and adds NaN levels (the missing level) and indicator blocks. This reader
-reads both: a format-1 file means exactly what it meant. A server that reads only format 1
-refuses a format-2 file (it checks the number) instead of reading a missing level as all zeros.
+A logistic regression (a classifier) is the same blocks, then one row of coefficients per
+class (one for a binary task) and a link: "logistic" (binary: the second class's probability is
+the sigmoid of the score, the first's its complement) or "softmax" (multinomial), as
+scikit-learn's LogisticRegression.predict_proba computes them.
+
+Formats: 1 had numeric and one-hot blocks, its one-hot levels never NaN. 2 (written now for
+regressors) names each block's kind, and adds NaN levels (the missing level) and indicator
+blocks. 3 (written for classifiers) adds the link, a coefficient matrix and an intercept per
+row. This reader reads all three: a format-1 file means exactly what it meant. A server that
+reads only older formats refuses a newer file (it checks the number) instead of misreading it.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ import numpy as np
 from sklambda.errors import IntegrityError
 
 FORMAT = 2  # bump when the layout of the arrays changes; older servers then refuse the file
-READABLE = (1, 2)  # format 1 is format 2 without missing levels or indicator blocks
+CLASSIFIER_FORMAT = 3  # format 2 plus a link, coefficient rows and intercepts (classifiers)
+READABLE = (1, 2, 3)  # format 1 is format 2 without missing levels or indicator blocks
 KINDS = ("numeric", "onehot", "indicator")
 INVERSES: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {"": None, "exp": np.exp}
+LINKS = ("", "logistic", "softmax")
 
 
 @dataclass(frozen=True)
@@ -70,12 +78,15 @@ class Block:
 @dataclass(frozen=True)
 class NumpyModel:
     """Preprocessing blocks, then `Xt @ coef + intercept` (when linear), then the inverse target
-    transform. Without `coef` it is preprocessing only (the fast path for tree models)."""
+    transform. Without `coef` it is preprocessing only (the fast path for tree models). With a
+    `link` it is a classifier: `coef` has one row per class (one for a binary task), `intercept`
+    one value per row, and predict_proba gives the class probabilities."""
 
     blocks: tuple[Block, ...]
     coef: np.ndarray | None = None
-    intercept: float = 0.0
+    intercept: float | np.ndarray = 0.0
     inverse: str = ""
+    link: str = ""
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         parts = [block.apply(X) for block in self.blocks]
@@ -86,18 +97,32 @@ class NumpyModel:
         return inverse(y) if inverse is not None else y
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.coef is None:
-            raise TypeError("this NumpyModel is preprocessing only")
+        if self.coef is None or self.link:
+            raise TypeError("this NumpyModel is preprocessing only, or a classifier")
         return self.finish(self.transform(X) @ self.coef + self.intercept)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """A classifier's class probabilities, one column per class (sorted labels)."""
+        if self.coef is None or not self.link:
+            raise TypeError("this NumpyModel is not a classifier")
+        scores = self.transform(X) @ self.coef.T + self.intercept
+        if self.link == "logistic":
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        proba: np.ndarray = scores / scores.sum(axis=1, keepdims=True)
+        return proba
 
     # --- model.npz ------------------------------------------------------------------------
 
     def arrays(self) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {
-            "format": np.array(FORMAT),
+            "format": np.array(CLASSIFIER_FORMAT if self.link else FORMAT),
             "inverse": np.array(self.inverse),
             "blocks": np.array(len(self.blocks)),
         }
+        if self.link:
+            out["link"] = np.array(self.link)
         if self.coef is not None:
             out["coef"] = self.coef
             out["intercept"] = np.array(self.intercept)
@@ -155,9 +180,22 @@ class NumpyModel:
                 )
             )
         coef = arrays.get("coef")
+        link = str(arrays["link"]) if version >= CLASSIFIER_FORMAT else ""
+        if link not in LINKS:
+            raise ValueError(f"unknown link {link[:20]!r}")
+        intercept: float | np.ndarray = 0.0
+        if coef is not None and link:
+            coef = np.asarray(coef, dtype=np.float64)
+            intercept = np.asarray(arrays["intercept"], dtype=np.float64)
+            rows = 1 if link == "logistic" else coef.shape[0] if coef.ndim == 2 else 0
+            if coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,) or rows < 1:
+                raise ValueError(f"a {link} model needs coefficient rows and their intercepts")
+        elif coef is not None:
+            intercept = float(arrays["intercept"])
         return cls(
             blocks=tuple(blocks),
             coef=None if coef is None else np.asarray(coef, dtype=np.float64),
-            intercept=float(arrays["intercept"]) if coef is not None else 0.0,
+            intercept=intercept,
             inverse=str(arrays["inverse"]),
+            link=link,
         )

@@ -1,6 +1,7 @@
 """The Open Inference Protocol (KServe V2, also Triton's and MLServer's) over the served model.
 
-Model metadata (one input tensor per feature, one output), and inference requests: named input
+Model metadata (one input tensor per feature; one output, the predictions, and for a classifier
+a second, each class's probability), and inference requests: named input
 tensors (one per feature, shape [n] or [n, 1]) or one 2-D tensor of the features in schema order
 (shape [n, features]; BYTES or FP64). Values are validated and encoded column-wise by the feature
 schema (BYTES elements as text, as a CSV cell is read), so a tensor is checked exactly as a JSON
@@ -16,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from sklambda.errors import DataValidationError, Problem, ProblemLog, RequestError, SklambdaError
-from sklambda.model import LoadedModel
+from sklambda.model import Answer, LoadedModel
 from sklambda.request_formats import Batch, check_size
 from sklambda.schema import FeatureSchema
 
 PLATFORM = "sklearn"
 OUTPUT = "predictions"
+PROBABILITIES = "probabilities"  # a classifier's second output: shape [n, classes], FP64
 DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "category": "BYTES"}
 HELP = (
     "send {'inputs': [{'name': <feature>, 'shape': [n], 'datatype': ..., 'data': [...]}, ...]} "
@@ -40,7 +42,8 @@ def check_name(name: str, served: str) -> None:
 
 
 def metadata(model: LoadedModel) -> dict[str, Any]:
-    """$metadata_model_response: a tensor per feature (-1: any number of rows), one output."""
+    """$metadata_model_response: a tensor per feature (-1: any number of rows), and the
+    outputs (_outputs)."""
     return {
         "name": model.manifest.name,
         "versions": [model.manifest.version],
@@ -49,14 +52,33 @@ def metadata(model: LoadedModel) -> dict[str, Any]:
             {"name": f.name, "datatype": DATATYPES.get(f.type, "BYTES"), "shape": [-1]}
             for f in model.schema.features
         ],
-        "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1]}],
+        "outputs": _outputs(model),
     }
 
 
+def _label_type(model: LoadedModel) -> str:
+    """A classifier's labels as a tensor: INT64 when they are integers, else BYTES."""
+    return "INT64" if all(isinstance(c, int) for c in model.classes) else "BYTES"
+
+
+def _outputs(model: LoadedModel) -> list[dict[str, Any]]:
+    """The predictions (FP64, or a classifier's labels), and a classifier's probabilities
+    (one column per class, in the order of GET /model's classes.labels)."""
+    if not model.classes:
+        return [{"name": OUTPUT, "datatype": "FP64", "shape": [-1]}]
+    return [
+        {"name": OUTPUT, "datatype": _label_type(model), "shape": [-1]},
+        {"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, len(model.classes)]},
+    ]
+
+
 def infer_reply(
-    model: LoadedModel, predictions: list[float], request_id: str | None, warnings: list[str]
+    model: LoadedModel, answer: Answer, request_id: str | None, warnings: list[str]
 ) -> dict[str, Any]:
-    """$inference_response: the predictions as one FP64 tensor of shape [n]."""
+    """$inference_response: the predictions as one FP64 tensor of shape [n]; a classifier's
+    labels (INT64 or BYTES) of shape [n], and its probabilities as FP64 of shape [n, classes],
+    row-major."""
+    predictions = answer.predictions
     reply: dict[str, Any] = {
         "model_name": model.manifest.name,
         "model_version": model.manifest.version,
@@ -65,8 +87,25 @@ def infer_reply(
         reply["id"] = request_id
     if warnings:
         reply["parameters"] = {"warnings": "; ".join(warnings)}
+    if answer.probabilities is None:
+        reply["outputs"] = [
+            {"name": OUTPUT, "datatype": "FP64", "shape": [len(predictions)], "data": predictions}
+        ]
+        return reply
+    proba = answer.probabilities
     reply["outputs"] = [
-        {"name": OUTPUT, "datatype": "FP64", "shape": [len(predictions)], "data": predictions}
+        {
+            "name": OUTPUT,
+            "datatype": _label_type(model),
+            "shape": [len(predictions)],
+            "data": predictions,
+        },
+        {
+            "name": PROBABILITIES,
+            "datatype": "FP64",
+            "shape": list(proba.shape),
+            "data": proba.ravel().tolist(),
+        },
     ]
     return reply
 

@@ -314,3 +314,122 @@ def for_model(
     served = f"Request bodies are described for the model being served: {model}."
     info["description"] = "\n\n".join(filter(None, [info.get("description"), served]))
     return out
+
+
+def server_url(requested_path: str, route_path: str) -> str:
+    """The base URL path a client used, for the document's `servers`: the part of the path it
+    requested (the event's requestContext path) before the route's own path. "/dev" on an
+    execute-api URL of stage dev, "/" locally (no stage in the URL) or on a custom domain
+    mapped at its root."""
+    if route_path and requested_path.endswith(route_path):
+        prefix = requested_path[: len(requested_path) - len(route_path)].rstrip("/")
+        if prefix.startswith("/"):
+            return prefix
+    return "/"
+
+
+_REF = "#/components/"
+
+
+def _refs(node: Any) -> set[str]:
+    """Every local reference ("schemas/Record", ...) in a part of a document."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_REF):
+                found.add(ref[len(_REF) :])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def only_used_components(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` without the components nothing in it refers to (Powertools adds
+    HTTPValidationError, ValidationError and ResponseValidationError, which this API never
+    answers; a model's document replaces the generic request body). Security schemes stay
+    when a `security` requirement names them."""
+    components: dict[str, Any] = document.get("components") or {}
+    rest = {key: value for key, value in document.items() if key != "components"}
+    used: set[str] = set()
+    pending = _refs(rest)
+    while pending:
+        used |= pending
+        kind_name = (ref.split("/", 1) for ref in pending)
+        pending = {
+            ref
+            for kind, name in kind_name
+            for ref in _refs(components.get(kind, {}).get(name))
+            if ref not in used
+        }
+    schemes = {name for requirement in _security_requirements(document) for name in requirement}
+    kept: dict[str, Any] = {}
+    for kind, members in components.items():
+        keep = {
+            name: value
+            for name, value in members.items()
+            if f"{kind}/{name}" in used or (kind == "securitySchemes" and name in schemes)
+        }
+        if keep:
+            kept[kind] = keep
+    return {**rest, "components": kept} if kept else rest
+
+
+def _security_requirements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    requirements = list(document.get("security") or [])
+    for item in (document.get("paths") or {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                requirements.extend(operation.get("security") or [])
+    return requirements
+
+
+# What Powertools documents for its own request validation, which no route here uses (each is
+# parsed by sklambda.api): a 422 of this schema on every operation, never answered.
+POWERTOOLS_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+
+
+def without_validation_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `document` without the responses that point at Powertools' validation error
+    (the components they used go with only_used_components)."""
+    out = copy.deepcopy(document)
+    for item in (out.get("paths") or {}).values():
+        for operation in item.values():
+            responses = operation.get("responses") if isinstance(operation, dict) else None
+            if not isinstance(responses, dict):
+                continue
+            for status, response in list(responses.items()):
+                if POWERTOOLS_VALIDATION_ERROR in _refs_text(response):
+                    del responses[status]
+    return out
+
+
+def _refs_text(node: Any) -> set[str]:
+    return {_REF + ref for ref in _refs(node)}
+
+
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+
+
+def with_bearer_auth(document: dict[str, Any], api_key_scheme: str = "apiKey") -> dict[str, Any]:
+    """A copy of `document` for the HTTP API (template ApiType HTTP): its keyed routes take a
+    JWT (Authorization: Bearer), not the REST API's x-api-key."""
+    out = copy.deepcopy(document)
+    schemes = out.get("components", {}).get("securitySchemes", {})
+    if schemes.pop(api_key_scheme, None) is None:
+        return out
+    schemes["bearerAuth"] = dict(BEARER_SCHEME)
+    for item in (out.get("paths") or {}).values():
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation["security"] = [
+                    {
+                        ("bearerAuth" if name == api_key_scheme else name): scopes
+                        for name, scopes in requirement.items()
+                    }
+                    for requirement in operation["security"]
+                ]
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sklambda.errors import DataValidationError, Problem, RequestError
-from sklambda.schema import MAX_PROBLEMS, FeatureSchema
+from sklambda.schema import MAX_PROBLEMS, FeatureSchema, row_columns
 
 FORMATS_HELP = (
     "send one record {feature: value, ...}, {'instances': [records or lists in schema order]}, "
@@ -100,9 +100,7 @@ def _dataframe_split(schema: FeatureSchema, split: Any, max_rows: int) -> Batch:
     ]
     if bad:
         raise DataValidationError("rows do not match 'columns'", bad[:10])
-    cols = {
-        name: list(values) for name, values in zip(columns, zip(*data, strict=True), strict=True)
-    }
+    cols = row_columns(data, columns)
     unknown: list[str] = []
     X = schema.encode_columns(cols, len(data), warnings=unknown)
     extra = sorted(set(cols) - set(schema.names))
@@ -151,9 +149,7 @@ def decode_csv(schema: FeatureSchema, rows: list[list[str]], max_rows: int) -> B
     duplicated = sorted({c for c in columns if columns.count(c) > 1})
     if duplicated:
         raise RequestError(f"the CSV header repeats {', '.join(duplicated)}")
-    cols = {
-        name: list(values) for name, values in zip(columns, zip(*data, strict=True), strict=True)
-    }
+    cols = row_columns(data, columns)
     unknown: list[str] = []
     X = schema.encode_columns(cols, len(data), text=True, warnings=unknown)
     extra = [c for c in columns if c not in set(names)]

@@ -6,6 +6,8 @@ Every run leaves a record at models/<name>/runs/<run-id>.json, whatever happens,
   held       the champion collapsed on the new data (broken labels, or a changed world): nothing
              is promoted and a person decides (`promote` or `rollback` by hand)
   unchanged  the data and config are the champion's own: nothing was trained or published
+  shadowed   the challenger passed the gate and the shadow alias (SHADOW_ALIAS) now points at
+             it; the alias is untouched until a person promotes it
   failed     an error; the alias is untouched
 The alias moves only with a conditional write on the alias as it was when the run started, so a
 concurrent run or a manual promotion in the meantime is never overwritten.
@@ -30,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from sklambda.artifact import train_artifact
+from sklambda.classes import Label
+from sklambda.config import TASK_METRICS
 from sklambda.data import Table, prepare
 from sklambda.errors import (
     AliasConflictError,
@@ -45,7 +49,7 @@ from sklambda.names import validate_name
 from sklambda.settings import DEFAULT_ALIAS, RetrainSettings
 from sklambda.signing import Signer, Verifier
 from sklambda.store import AliasRecord, ModelStore
-from sklambda.training import higher_is_better, reported_metrics, shortfall
+from sklambda.training import evaluate, higher_is_better, shortfall
 
 Log = Callable[..., None]
 
@@ -60,13 +64,15 @@ class RetrainRequest:
     # None: the model config's own (evaluation.promotion_floor / baseline_margin).
     floor: float | None = None
     baseline_margin: float | None = None
+    # A winner moves this alias instead of `alias` (scored on live traffic, promoted by hand).
+    shadow_alias: str | None = None
 
 
 @dataclass
 class RunRecord:
     run_id: str
     request: RetrainRequest
-    status: str = "running"  # running | promoted | rejected | held | unchanged | failed
+    status: str = "running"  # running | promoted | shadowed | rejected | held | unchanged | failed
     reason: str = ""
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     data: dict[str, Any] = field(default_factory=dict)
@@ -109,13 +115,31 @@ HISTORY_SCORED = 20
 
 @dataclass(frozen=True)
 class GatePolicy:
-    """What a challenger must clear. Tolerances are absolute for r2, relative for error metrics."""
+    """What a challenger must clear, on the primary metric in its direction ("higher" or
+    "lower" is better; "": the metric's own). Tolerances are absolute where higher is better
+    (r2, accuracy, ...), relative where lower is (rmse, log loss, ...)."""
 
     metric: str
     tolerance: float
     floor: float | None
     baseline_margin: float
     collapse_tolerance: float
+    direction: str = ""
+
+    @property
+    def higher(self) -> bool:
+        return self.direction == "higher" if self.direction else higher_is_better(self.metric)
+
+    def shortfall(self, score: float, reference: float) -> float:
+        """How much worse `score` is than `reference` (sklambda.training.shortfall)."""
+        return shortfall(self.metric, score, reference, self.higher)
+
+    @property
+    def trivial_model(self) -> str:
+        """What the trivial baseline predicts, in words."""
+        if self.metric in TASK_METRICS["classification"]:
+            return "the training class shares"
+        return "the training mean"
 
 
 @dataclass(frozen=True)
@@ -142,7 +166,7 @@ def gate(policy: GatePolicy, scores: Scores) -> tuple[str, str]:
             "compare models (add data or raise holdout_fraction)"
         )
     if scores.champion is not None and scores.champion_recorded is not None:
-        drop = shortfall(m, scores.champion, scores.champion_recorded)
+        drop = policy.shortfall(scores.champion, scores.champion_recorded)
         if drop > policy.collapse_tolerance:
             return "held", (
                 f"the champion scores {m} {scores.champion:.4f} on the new data against "
@@ -150,19 +174,20 @@ def gate(policy: GatePolicy, scores: Scores) -> tuple[str, str]:
                 f"than {policy.collapse_tolerance:g}): broken labels or a changed world; nothing "
                 "promoted, a person decides (promote or rollback by hand)"
             )
-    gain = -shortfall(m, scores.challenger, scores.baseline)
+    gain = -policy.shortfall(scores.challenger, scores.baseline)
     if gain < policy.baseline_margin:
         return "rejected", (
-            f"challenger {m} {scores.challenger:.4f} does not beat the baseline (the training "
-            f"mean) {scores.baseline:.4f} by the margin {policy.baseline_margin:g}"
+            f"challenger {m} {scores.challenger:.4f} does not beat the baseline "
+            f"({policy.trivial_model}) {scores.baseline:.4f} by the margin "
+            f"{policy.baseline_margin:g}"
         )
     floor = policy.floor
-    if floor is not None and shortfall(m, scores.challenger, floor) > 0:
+    if floor is not None and policy.shortfall(scores.challenger, floor) > 0:
         return "rejected", f"{m} {scores.challenger:.4f} misses the floor {floor:.4f}"
     if scores.best is None:
         return "promote", "no champion score to compare with"
     version, best = scores.best
-    ok = shortfall(m, scores.challenger, best) <= policy.tolerance
+    ok = policy.shortfall(scores.challenger, best) <= policy.tolerance
     verdict = "not worse than" if ok else "worse than"
     return ("promote" if ok else "rejected"), (
         f"challenger {m} {scores.challenger:.4f} is {verdict} the best of the alias history "
@@ -251,11 +276,16 @@ class Retrainer:
             record.challenger = {
                 "metrics": result.metrics,
                 "final_fit": config.evaluation.final_fit,
+                # Rendering report.html needs matplotlib, kept out of the Lambda layer.
+                "report": "none: the retrain function cannot render one (no matplotlib in the "
+                "Lambda layer); `python -m training train` with this config renders one",
             }
             t = self._timed(record, "train", t, holdout=result.metrics["holdout"])
 
             test_rows = result.holdout_rows
-            scored = self._score_history(seen, champion, table, test_rows, dataset.y)
+            scored = self._score_history(
+                seen, champion, table, test_rows, dataset.y, classes=result.classes
+            )
             record.champion["holdout"] = scored.get(champion.version, {})
             record.champion.update(_how_scored(champion, record.champion["holdout"], test_rows))
             record.history = [{"version": v, "holdout": h} for v, h in scored.items()]
@@ -274,11 +304,12 @@ class Retrainer:
                 req.baseline_margin if req.baseline_margin is not None else ev.baseline_margin
             ),
             collapse_tolerance=ev.collapse_tolerance,
+            direction=ev.direction,
         )
         record.gate = asdict(policy)
         m = policy.metric
         history = [(version, metrics[m]) for version, metrics in scored.items() if m in metrics]
-        pick = max if higher_is_better(m) else min
+        pick = max if policy.higher else min
         best = pick(history, key=lambda pair: pair[1]) if history else None
         # The score the champion had when trained, to see whether it collapsed on the new data;
         # not for an all_rows champion, whose score here is that recorded one.
@@ -303,11 +334,18 @@ class Retrainer:
         self._timed(record, "promote", t, version=challenger.version)
 
     def _score_history(
-        self, seen: AliasRecord, champion: Manifest, table: Table, test: np.ndarray, y: np.ndarray
+        self,
+        seen: AliasRecord,
+        champion: Manifest,
+        table: Table,
+        test: np.ndarray,
+        y: np.ndarray,
+        *,
+        classes: list[Label],
     ) -> dict[str, dict[str, float]]:
         """Metrics of the champion and the earlier versions of the alias history on the
         challenger's holdout rows, champion first; a version that cannot score is left out."""
-        scored = {champion.version: self._score_champion(champion, table, test, y)}
+        scored = {champion.version: self._score_champion(champion, table, test, y, classes)}
         for version in seen.history[:HISTORY_SCORED]:
             if version in scored:
                 continue
@@ -318,24 +356,37 @@ class Retrainer:
                 continue
             if manifest.final_fit == "all_rows":
                 continue  # fitted on every row: it would be scored on rows it has seen
-            scored[version] = self._score_champion(manifest, table, test, y)
+            scored[version] = self._score_champion(manifest, table, test, y, classes)
         return {version: metrics for version, metrics in scored.items() if metrics}
 
     def _score_champion(
-        self, champion: Manifest, table: Table, test: np.ndarray, y: np.ndarray
+        self,
+        champion: Manifest,
+        table: Table,
+        test: np.ndarray,
+        y: np.ndarray,
+        classes: list[Label],
     ) -> dict[str, float]:
         """The champion's metrics on the challenger's holdout rows, encoded with its own schema,
         from the artifact the predict function serves (model.npz when there is one).
 
         A champion fitted on every row (final_fit "all_rows", or trained before the hashed
         holdout) would be scored on rows it has seen: its recorded holdout metrics are used
-        instead. {} when it cannot score the rows (new categories under the "reject" policy, or
-        a pickle written by other library versions, which the predict function would refuse):
-        the gate then falls back to the floor.
+        instead. {} when it cannot score the rows (new categories under the "reject" policy, a
+        classifier whose classes are not the new data's, or a pickle written by other library
+        versions, which the predict function would refuse): the gate then falls back to the
+        floor.
         """
         if champion.final_fit == "all_rows":
             self.log("score_champion", warning="fitted on every row; using its recorded holdout")
             return dict(champion.metrics["holdout"])
+        known = champion.classes.labels if champion.classes else []
+        if known != classes:
+            self.log(
+                "score_champion",
+                warning=f"{champion.version} knows the classes {known}, the data have {classes}",
+            )
+            return {}
         info = served_artifact(champion)
         if info.format == "joblib":
             try:
@@ -359,18 +410,29 @@ class Retrainer:
             return {}
         for warning in unknown:
             self.log("score_champion", warning=warning)
-        return reported_metrics(y[test], model.predict(X), champion.target.transform)
+        return evaluate(champion.training_config(), model, X, y[test], classes)
 
     def _promote(self, record: RunRecord, challenger: Manifest, seen: AliasRecord) -> None:
         if self.before_promote:
             self.before_promote()
+        shadow = record.request.shadow_alias
         try:
-            self.store.promote(
-                challenger.name, challenger.version, record.request.alias, expected=seen
-            )
+            if shadow:
+                self.store.promote(challenger.name, challenger.version, shadow)
+            else:
+                self.store.promote(
+                    challenger.name, challenger.version, record.request.alias, expected=seen
+                )
         except AliasConflictError as exc:
             record.status = "rejected"
             record.reason = f"{record.reason}; but {exc.message}"
+            return
+        if shadow:
+            record.status = "shadowed"
+            record.reason = (
+                f"{record.reason}; published to the shadow alias {shadow!r}, "
+                f"{record.request.alias!r} unchanged"
+            )
             return
         record.status = "promoted"
 
@@ -416,4 +478,5 @@ def request_from_event(event: Mapping[str, Any], settings: RetrainSettings) -> R
         tolerance=settings.tolerance,
         floor=settings.floor,
         baseline_margin=settings.baseline_margin,
+        shadow_alias=validate_name("alias", shadow) if (shadow := settings.shadow_alias) else None,
     )

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -295,11 +296,7 @@ class FeatureSchema:
         """Encode JSON records (one dict per row); a key absent from a record is reported."""
         names = self.names
         try:
-            # One C-level pass per column when every record has every key (faster than one
-            # pass of itemgetter(*names) and a transpose: ~3.6 vs ~5.9 ms for 10,000 records).
-            columns: dict[str, Sequence[Any]] = {
-                name: list(map(itemgetter(name), records)) for name in names
-            }
+            columns = _record_columns(records, names)
         except KeyError:
             columns = {name: [r.get(name, MISSING) for r in records] for name in names}
         return self.encode_columns(columns, len(records), warnings=warnings)
@@ -309,26 +306,27 @@ class FeatureSchema:
     ) -> np.ndarray:
         """Encode JSON rows given as lists of values in schema order."""
         width = len(self.features)
-        bad = [
-            Problem(
-                None,
-                f"expected {width} values in schema order ({', '.join(self.names)}), "
-                f"got {len(r) if isinstance(r, list) else _type_name(r)}",
-                i,
-            )
-            for i, r in enumerate(rows)
-            if not isinstance(r, list) or len(r) != width
-        ]
-        if bad:
-            raise DataValidationError(
-                f"{len(bad):,} row(s) do not match the feature schema",
-                bad[:MAX_PROBLEMS],
-                {None: len(bad)},
-            )
-        columns = dict(zip(self.names, zip(*rows, strict=True), strict=True)) if rows else {}
-        return self.encode_columns(
-            {k: list(v) for k, v in columns.items()}, len(rows), warnings=warnings
-        )
+        # Two C-level passes tell that every row is a list of the right length; only when one
+        # is not does a pass row by row say which.
+        if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
+            bad = [
+                Problem(
+                    None,
+                    f"expected {width} values in schema order ({', '.join(self.names)}), "
+                    f"got {len(r) if isinstance(r, list) else _type_name(r)}",
+                    i,
+                )
+                for i, r in enumerate(rows)
+                if not isinstance(r, list) or len(r) != width
+            ]
+            if bad:
+                raise DataValidationError(
+                    f"{len(bad):,} row(s) do not match the feature schema",
+                    bad[:MAX_PROBLEMS],
+                    {None: len(bad)},
+                )
+        columns = row_columns(rows, self.names) if rows else {}
+        return self.encode_columns(columns, len(rows), warnings=warnings)
 
     @cached_property
     def _ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -405,6 +403,31 @@ def fit_schema(
             lo, hi = float(np.nanmin(matrix[:, j])), float(np.nanmax(matrix[:, j]))
         learned.append(replace(f, min=lo, max=hi, missing_rows=int(missing.sum())))
     return FeatureSchema(tuple(learned)), matrix
+
+
+def row_columns(rows: Iterable[Iterable[Any]], names: Sequence[str]) -> dict[str, Sequence[Any]]:
+    """The named columns of rows that each hold len(names) values, in that order: every value,
+    row by row, into one flat list, then each column a strided slice of it (~1.4 ms for 10,000
+    rows of 11 values, where a transpose with zip takes ~2.5 ms)."""
+    flat = list(chain.from_iterable(rows))
+    width = len(names)
+    return {name: flat[j::width] for j, name in enumerate(names)}
+
+
+def _record_columns(
+    records: Sequence[Mapping[str, Any]], names: list[str]
+) -> dict[str, Sequence[Any]]:
+    """Each named column of the records (KeyError when a record lacks a name): one C-level pass
+    over the records takes each one's values as a row, then row_columns. For 10,000 records of
+    11 features: ~2.3 ms (1.7 the pass, 0.6 the slices), where a pass per column takes ~4 ms and
+    a transpose with zip ~5 ms. The lookups use the records' own key objects: a JSON parser
+    (json, orjson) makes one str per distinct key, which a dict then matches by identity, with
+    no string comparison (the pass takes ~2.9 ms by the schema's names)."""
+    # One record: a value a column. One name: itemgetter would give a bare value, not a tuple.
+    if len(records) < 2 or len(names) < 2:
+        return {name: list(map(itemgetter(name), records)) for name in names}
+    own = {key: key for key in records[0]}
+    return row_columns(map(itemgetter(*[own.get(name, name) for name in names]), records), names)
 
 
 def _type_name(value: Any) -> str:

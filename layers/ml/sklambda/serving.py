@@ -16,6 +16,7 @@ model with no added latency, and a new version is swapped in only once fully loa
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -62,6 +63,9 @@ class ModelHolder:
     on_load: LoadHook | None = None
     on_refresh_error: Callable[[Exception], None] | None = None
     clock: Callable[[], float] = time.monotonic
+    # Told of each failed first load (the container then answers 503): counted per function
+    # version, it is what a deploy's canary alarm watches (ModelLoadFailures).
+    on_load_error: Callable[[Exception], None] | None = None
     # Makes the KMS client that reads the signing key's public part, once per holder.
     kms_factory: Callable[[], KMSClient] | None = None
     verifier: Verifier = field(init=False)
@@ -74,6 +78,11 @@ class ModelHolder:
     _deadline: float | None = field(default=None, init=False)  # this invocation's, perf_counter
     _refresher: threading.Thread | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # SHADOW_ALIAS's model: loaded and re-checked in a thread of its own (see `shadow`).
+    _shadow: LoadedModel | None = field(default=None, init=False)
+    _shadow_next: float = field(default=0.0, init=False)  # clock time of the next check
+    _shadow_failures: int = field(default=0, init=False)
+    _shadow_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         # Built from the settings, not passed in: no holder can serve without the signature
@@ -132,6 +141,44 @@ class ModelHolder:
             self._model = None
             self._last_error = None
             self._checked_at = 0.0
+            self._shadow, self._shadow_next = None, 0.0
+
+    def shadow(self) -> LoadedModel | None:
+        """SHADOW_ALIAS's model, to score captured requests with after their reply (never to
+        answer one). Never blocks, never raises: once the champion is loaded, the first call
+        (and one every refresh_seconds, or after a back-off when a load failed) starts a load
+        in a thread of its own; None until a load has succeeded. A failed load is reported as
+        a failed refresh and keeps the shadow model it had."""
+        if not self.settings.shadow_alias or self._model is None:
+            return None
+        if self.clock() >= self._shadow_next and self._shadow_lock.acquire(blocking=False):
+            threading.Thread(target=self._load_shadow, name="shadow-load", daemon=True).start()
+        return self._shadow
+
+    def wait_for_shadow(self, timeout: float | None = None) -> None:
+        """Block until a shadow load in progress has finished (tests)."""
+        if self._shadow_lock.acquire(timeout=-1 if timeout is None else timeout):
+            self._shadow_lock.release()
+
+    def _load_shadow(self) -> None:
+        alias = self.settings.shadow_alias
+        try:
+            store = self.store_factory()
+            manifest = store.resolve(self.settings.model_name, alias, None, verifier=self.verifier)
+            if self._shadow is None or manifest.version != self._shadow.manifest.version:
+                self._shadow = self._load(store, manifest, "shadow", 0.0)
+            self._shadow_failures = 0
+            every = self.settings.refresh_seconds
+            self._shadow_next = self.clock() + every if every > 0 else math.inf
+        except Exception as exc:
+            self._shadow_failures += 1
+            wait = BACKOFF_BASE_SECONDS * 2.0 ** (self._shadow_failures - 1)
+            self._shadow_next = self.clock() + min(BACKOFF_CAP_SECONDS, wait)
+            if self.on_refresh_error:
+                error = f"shadow alias {alias!r}: {type(exc).__name__}: {exc}"
+                self.on_refresh_error(ModelUnavailableError(error, "shadow"))
+        finally:
+            self._shadow_lock.release()
 
     def before_snapshot(self) -> None:
         """SnapStart: load and warm the model so the snapshot holds it. A failure is reported
@@ -150,6 +197,7 @@ class ModelHolder:
         is not made here: restore hooks must finish within Lambda's 10 s, and S3 may be slow."""
         reseed_random()
         self._recheck = True
+        self._shadow_next = 0.0
         self._failures, self._retry_at = 0, 0.0  # a back-off from snapshot time means nothing now
 
     def _load_first(self) -> LoadedModel:
@@ -174,9 +222,11 @@ class ModelHolder:
                 self._model = self._load(store, manifest, "cold_start", resolve_ms)
             except SklambdaError as exc:
                 self._last_error = exc.message
+                self._load_failed(exc)
                 raise ModelUnavailableError(exc.message, exc.code, self._back_off()) from exc
             except Exception as exc:  # S3 unreachable, corrupt pickle...: 503 and retry later
                 self._last_error = f"{type(exc).__name__}: {exc}"
+                self._load_failed(exc)
                 raise ModelUnavailableError(
                     f"model could not be loaded ({self._last_error})", retry_after=self._back_off()
                 ) from exc
@@ -184,6 +234,10 @@ class ModelHolder:
             self._failures, self._retry_at = 0, 0.0
             self._checked_at = self.clock()
             return self._model
+
+    def _load_failed(self, exc: Exception) -> None:
+        if self.on_load_error:
+            self.on_load_error(exc)
 
     def _back_off(self) -> float:
         """Count a failure; no new attempt for the returned number of seconds."""
@@ -255,7 +309,8 @@ class ModelHolder:
         info = served_artifact(manifest, self.settings.model_format)
         if info.format == "joblib":
             check_runtime(manifest)  # a pickle must be read by the versions that wrote it
-        self._check_time("download")
+        if reason != "shadow":  # the shadow loads in its own thread, never for a request
+            self._check_time("download")
         verified = store.fetch(manifest, self.settings.cache_dir, timings, info)
         t1 = time.perf_counter()
         model = LoadedModel(manifest, open_verified(verified))
@@ -265,7 +320,7 @@ class ModelHolder:
         timings.update(
             load_ms=(t2 - t1) * 1000, warmup_ms=(t3 - t2) * 1000, total_ms=(t3 - t0) * 1000
         )
-        if self.on_load:
+        if self.on_load and reason != "shadow":  # ModelLoadTime is the champion's
             self.on_load(model, timings, reason)
         return model
 

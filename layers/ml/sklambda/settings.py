@@ -10,13 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sklambda.errors import ConfigError, Problem
 
 DEFAULT_ALIAS = "live"
+
+
+def _comma_list(value: Any) -> Any:
+    """A comma-separated variable ("a, b") as a tuple of its non-empty items."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+# Feature names, written "a,b" in the environment.
+Names = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 
 class _EnvSettings(BaseModel):
@@ -64,6 +75,20 @@ class ServingSettings(_EnvSettings):
     # carry when require_signed; a signed model that does not verify is refused either way.
     signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
     require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
+    # Prediction capture (sklambda.capture): the Firehose delivery stream (empty: off) and the
+    # share of requests sent to it; features dropped, or keyed-hashed, before a record leaves.
+    capture_stream: str = Field(default="", validation_alias="CAPTURE_STREAM")
+    capture_sample_rate: float = Field(
+        default=0.0, validation_alias="CAPTURE_SAMPLE_RATE", ge=0, le=1
+    )
+    capture_exclude: Names = Field(default=(), validation_alias="CAPTURE_EXCLUDE_FEATURES")
+    capture_hash: Names = Field(default=(), validation_alias="CAPTURE_HASH_FEATURES")
+    # The Secrets Manager secret whose value keys the hash (empty: the stream's name, weaker).
+    capture_hash_key_secret: str = Field(default="", validation_alias="CAPTURE_HASH_KEY_SECRET")
+    # Longest an invocation waits for its capture put (only while the stream answers).
+    capture_flush_ms: float = Field(default=50.0, validation_alias="CAPTURE_FLUSH_MS", ge=0)
+    # A second alias (e.g. candidate) scored on the captured requests after the reply, unseen.
+    shadow_alias: str = Field(default="", validation_alias="SHADOW_ALIAS")
 
 
 class RetrainSettings(_EnvSettings):
@@ -80,6 +105,9 @@ class RetrainSettings(_EnvSettings):
     # before scoring it.
     signing_key_id: str = Field(default="", validation_alias="MODEL_SIGNING_KEY_ID")
     require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
+    # Set (RetrainToShadow): a challenger that passes the gate moves this alias, not `alias`;
+    # PredictFunction scores live traffic with it and a person promotes it.
+    shadow_alias: str = Field(default="", validation_alias="SHADOW_ALIAS")
 
 
 class MonitorSettings(_EnvSettings):
@@ -91,6 +119,14 @@ class MonitorSettings(_EnvSettings):
     threshold: float = Field(default=0.2, validation_alias="DRIFT_THRESHOLD", gt=0)
     # Fewer live values than this: PSI and KS are reported, never judged (mostly noise).
     min_rows: int = Field(default=100, validation_alias="DRIFT_MIN_ROWS", gt=0)
+
+
+class PreTrafficSettings(_EnvSettings):
+    """The PreTraffic hook's configuration (PreTrafficHookFunction in template.yaml)."""
+
+    # The predict function version a deploy publishes (SAM's `!Ref PredictFunction.Version`,
+    # its ARN): the one the smoke test invokes before CodeDeploy shifts traffic to it.
+    target: str = Field(default="", validation_alias="TARGET_FUNCTION_VERSION")
 
 
 class BatchSettings(_EnvSettings):

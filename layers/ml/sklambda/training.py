@@ -6,37 +6,57 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.dummy import DummyRegressor
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
+    GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
+    RandomForestClassifier,
     RandomForestRegressor,
 )
 from sklearn.impute import MissingIndicator, SimpleImputer
-from sklearn.linear_model import LinearRegression, Ridge
-from sklearn.model_selection import KFold
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-from sklambda.config import EstimatorConfig, ModelConfig
+from sklambda.classes import Label, decide, json_label, positive_index
+from sklambda.config import METRIC_HIGHER_IS_BETTER, EstimatorConfig, ModelConfig, TargetConfig
 from sklambda.data import Dataset
 from sklambda.errors import ConfigError, DataValidationError
 from sklambda.schema import Feature, FeatureSchema
 
-ESTIMATORS: dict[str, type[RegressorMixin]] = {
-    "linear_regression": LinearRegression,
-    "ridge": Ridge,
-    "gradient_boosting": GradientBoostingRegressor,
-    "random_forest": RandomForestRegressor,
-    "hist_gradient_boosting": HistGradientBoostingRegressor,
+# Each task's estimator kinds (sklambda.config.KINDS) as scikit-learn classes.
+ESTIMATORS: dict[str, dict[str, type[BaseEstimator]]] = {
+    "regression": {
+        "linear_regression": LinearRegression,
+        "ridge": Ridge,
+        "gradient_boosting": GradientBoostingRegressor,
+        "random_forest": RandomForestRegressor,
+        "hist_gradient_boosting": HistGradientBoostingRegressor,
+    },
+    "classification": {
+        "logistic_regression": LogisticRegression,
+        "gradient_boosting": GradientBoostingClassifier,
+        "random_forest": RandomForestClassifier,
+        "hist_gradient_boosting": HistGradientBoostingClassifier,
+    },
 }
-LINEAR = frozenset({"linear_regression", "ridge"})
+LINEAR = frozenset({"linear_regression", "ridge", "logistic_regression"})
+# Defaults that differ from scikit-learn's, unless the config's params set them: features are
+# not scaled here, and lbfgs (scikit-learn's default solver) takes ~1,400 iterations on the
+# penguins' grams and millimetres where Newton-Cholesky takes ~10 (same optimum).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"solver": "newton-cholesky", "max_iter": 1000},
+}
 
 Progress = Callable[[str], None]
 
@@ -51,11 +71,12 @@ class TrainResult:
     seconds: float
     train_rows: np.ndarray
     holdout_rows: np.ndarray
+    classes: list[Label] = field(default_factory=list)  # a classifier's, in predict_proba order
 
 
-def make_estimator(spec: EstimatorConfig, seed: int) -> RegressorMixin:
-    cls = ESTIMATORS[spec.kind]
-    params = dict(spec.params)
+def make_estimator(spec: EstimatorConfig, seed: int, task: str = "regression") -> BaseEstimator:
+    cls = ESTIMATORS[task][spec.kind]
+    params = {**DEFAULT_PARAMS.get(spec.kind, {}), **spec.params}
     if "random_state" in cls().get_params() and "random_state" not in params:
         params["random_state"] = seed
     try:
@@ -111,7 +132,7 @@ def build_pipeline(config: ModelConfig, schema: FeatureSchema) -> Any:
     pipeline = Pipeline(
         [
             ("prep", ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)),
-            ("model", make_estimator(config.estimator, config.evaluation.seed)),
+            ("model", make_estimator(config.estimator, config.evaluation.seed, config.task)),
         ]
     )
     if config.target.transform == "log":
@@ -154,14 +175,14 @@ def _complete_missing_levels(model: Any, X: np.ndarray) -> None:
     cols = next(cols for name, _, cols in prep.transformers_ if name == "cat")
     dropped = encoder.drop_idx_ if encoder.drop_idx_ is not None else [None] * len(cols)
     position = prep.output_indices_["cat"].start
-    coef = estimator.coef_
+    coef = np.atleast_2d(estimator.coef_)  # a view: one row per class of a classifier
     for col, levels, drop in zip(cols, encoder.categories_, dropped, strict=True):
         kept = [i for i in range(len(levels)) if i != drop]
         last = len(levels) - 1
         if kept and kept[-1] == last and np.isnan(levels[last]) and not np.isnan(X[:, col]).any():
             share = [float(np.mean(X[:, col] == levels[i])) for i in kept[:-1]]
-            effects = coef[position : position + len(kept) - 1]
-            coef[position + len(kept) - 1] = float(np.dot(share, effects))
+            effects = coef[:, position : position + len(kept) - 1]
+            coef[:, position + len(kept) - 1] = effects @ np.asarray(share)
         position += len(kept)
 
 
@@ -227,66 +248,204 @@ def holdout_indices(dataset: Dataset, config: ModelConfig) -> tuple[np.ndarray, 
     return np.flatnonzero(~in_test), np.flatnonzero(in_test)
 
 
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[Label], target: TargetConfig
+) -> dict[str, float]:
+    """Accuracy, balanced accuracy and macro F1 of the decided labels (the most probable class,
+    or the binary threshold's decision), ROC AUC (one-vs-rest for multiclass), log loss and the
+    Brier score (binary: of the positive class; multiclass: the sum over classes, averaged over
+    rows) of the probabilities, whose columns are `classes`. ROC AUC is left out when a class
+    has no row in y_true (it is undefined there)."""
+    labels = np.asarray(classes, dtype=object)
+    truth = np.asarray(y_true, dtype=object)
+    positive = positive_index(classes, target.positive) if len(classes) == 2 else 1
+    predicted = labels[decide(proba, target.threshold, positive)]
+    onehot = (truth[:, None] == labels[None, :]).astype(np.float64)
+    present = onehot.any(axis=0)
+    recalls = [
+        float(np.mean(predicted[truth == label] == label)) for label in labels[present].tolist()
+    ]
+    out = {
+        "accuracy": float(np.mean(predicted == truth)),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "f1_macro": _f1_macro(truth, predicted, labels),
+    }
+    if present.all():
+        if len(classes) == 2:
+            out["roc_auc"] = float(roc_auc_score(onehot[:, 1], proba[:, 1]))
+        else:
+            out["roc_auc"] = float(roc_auc_score(onehot, proba, average="macro"))
+    out["log_loss"] = float(log_loss(onehot, proba))
+    if len(classes) == 2:
+        out["brier"] = float(np.mean((proba[:, positive] - onehot[:, positive]) ** 2))
+    else:
+        out["brier"] = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+    return out
+
+
+def _f1_macro(truth: np.ndarray, predicted: np.ndarray, labels: np.ndarray) -> float:
+    """The F1 score of each class, averaged (0 for a class neither true nor predicted, as
+    scikit-learn's zero_division=0); on object arrays, which scikit-learn cannot type."""
+    scores = []
+    for label in labels.tolist():
+        hit = int(np.sum((predicted == label) & (truth == label)))
+        wrong = int(np.sum(predicted == label)) + int(np.sum(truth == label)) - 2 * hit
+        scores.append(2 * hit / (2 * hit + wrong) if hit or wrong else 0.0)
+    return float(np.mean(scores))
+
+
+def confusion_matrix(
+    y_true: np.ndarray, proba: np.ndarray, classes: list[Label], target: TargetConfig
+) -> list[list[int]]:
+    """Rows: the true label; columns: the decided label; both in the order of `classes`."""
+    labels = np.asarray(classes, dtype=object)
+    positive = positive_index(classes, target.positive) if len(classes) == 2 else 1
+    predicted = decide(proba, target.threshold, positive)
+    truth = np.asarray(y_true, dtype=object)
+    return [
+        [int(np.sum((truth == label) & (predicted == j))) for j in range(len(labels))]
+        for label in labels.tolist()
+    ]
+
+
+def evaluate(
+    config: ModelConfig, model: Any, X: np.ndarray, y: np.ndarray, classes: list[Label]
+) -> dict[str, float]:
+    """The task's metrics of `model` on (X, y): reported_metrics of its predictions, or
+    classification_metrics of its probabilities (columns: `classes`)."""
+    if config.task == "regression":
+        return reported_metrics(y, model.predict(X), config.target.transform)
+    return classification_metrics(y, model.predict_proba(X), classes, config.target)
+
+
+def class_labels(config: ModelConfig, dataset: Dataset) -> list[Label]:
+    """The sorted class labels of a classification dataset (scikit-learn's classes_ order),
+    checked: at least two, each with as many rows as CV folds (each fold's training rows then
+    hold every class), and a threshold only for two of them. [] for regression."""
+    if config.task != "classification":
+        return []
+    labels, counts = np.unique(dataset.y, return_counts=True)
+    classes = [json_label(v) for v in labels.tolist()]
+    name, folds = config.target.name, config.evaluation.cv_folds
+    if len(classes) < 2:
+        raise DataValidationError(f"{name}: every row has the label {classes}; need two or more")
+    few = [f"{c!r} ({n})" for c, n in zip(classes, counts.tolist(), strict=True) if n < folds]
+    if few:
+        raise DataValidationError(
+            f"{name}: each class needs at least {folds} rows (cv_folds); too few: " + ", ".join(few)
+        )
+    target = config.target
+    if target.threshold is not None and len(classes) != 2:
+        raise ConfigError(
+            f"threshold is for a binary task; {name} has {len(classes)} classes "
+            f"({', '.join(map(str, classes))})"
+        )
+    if target.positive is not None:
+        try:
+            positive_index(classes, target.positive)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return classes
+
+
 def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = None) -> TrainResult:
-    """k-fold CV on all rows; then the holdout: a fit on the training split, scored on the rows
-    it was not fitted on, beside a baseline. The shipped model is that fit (final_fit
-    "train_split": a later retrain can score it on the same rows without leakage, see
-    holdout_indices) or, with "all_rows", a refit on every row once evaluation is done. "fit"
-    holds the shipped model's in-sample metrics on the rows it was fitted on."""
+    """k-fold CV on all rows (stratified by class for a classifier); then the holdout: a fit on
+    the training split, scored on the rows it was not fitted on, beside a trivial baseline
+    (the training mean; for a classifier the training class shares, DummyClassifier "prior").
+    The shipped model is that fit (final_fit "train_split": a later retrain can score it on the
+    same rows without leakage, see holdout_indices) or, with "all_rows", a refit on every row
+    once evaluation is done. "fit" holds the shipped model's in-sample metrics on the rows it
+    was fitted on; a classifier's metrics add the holdout's confusion matrix."""
     say = progress or (lambda _msg: None)
     ev = config.evaluation
-    transform = config.target.transform
+    primary = ev.primary_metric
     started = time.perf_counter()
     X, y = dataset.X, dataset.y
-    folds = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed)
+    classes = class_labels(config, dataset)
+    if classes:
+        split = StratifiedKFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(
+            X, y.astype(str)
+        )
+    else:
+        split = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(X)
     fold_metrics = []
-    for k, (tr, te) in enumerate(folds.split(X), start=1):
+    for k, (tr, te) in enumerate(split, start=1):
         model = fit_pipeline(config, dataset.schema, X[tr], y[tr])
-        fold_metrics.append(reported_metrics(y[te], model.predict(X[te]), transform))
-        say(f"cv fold {k}/{ev.cv_folds}: r2={fold_metrics[-1]['r2']:.3f}")
+        fold_metrics.append(evaluate(config, model, X[te], y[te], classes))
+        say(f"cv fold {k}/{ev.cv_folds}: {primary}={fold_metrics[-1].get(primary, math.nan):.3f}")
+    names = [n for n in fold_metrics[0] if all(n in m for m in fold_metrics)]
     cv = {
         name: {
             "mean": float(np.mean([m[name] for m in fold_metrics])),
             "sd": float(np.std([m[name] for m in fold_metrics], ddof=1)),
         }
-        for name in fold_metrics[0]
+        for name in names
     }
     tr, te = holdout_indices(dataset, config)
+    if classes:
+        absent = sorted(set(classes) - {json_label(v) for v in y[tr].tolist()}, key=str)
+        if absent:
+            raise DataValidationError(
+                f"{config.target.name}: the training split has no row of {absent}; add data"
+            )
     evaluated = fit_pipeline(config, dataset.schema, X[tr], y[tr])
-    holdout = reported_metrics(y[te], evaluated.predict(X[te]), transform)
-    # What predicting the training mean scores on the same rows: the bar a model must clear.
-    baseline = DummyRegressor(strategy="mean").fit(X[tr], y[tr])
+    holdout = evaluate(config, evaluated, X[te], y[te], classes)
+    if primary not in holdout:
+        raise DataValidationError(
+            f"{primary} is undefined on the holdout ({len(te)} rows): a class has no row there; "
+            "add data or choose another primary_metric"
+        )
+    # What a trivial model scores on the same rows: the bar a model must clear.
+    if classes:
+        baseline: Any = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
+    else:
+        baseline = DummyRegressor(strategy="mean").fit(X[tr], y[tr])
     final, fitted = evaluated, tr
     refit = ""
     if ev.final_fit == "all_rows":
         final, fitted = fit_pipeline(config, dataset.schema, X, y), np.arange(len(y))
         refit = f"; refitted on all {len(y)} rows"
-    say(f"fitted on {len(tr)} rows; holdout ({len(te)} rows): r2={holdout['r2']:.3f}{refit}")
-    metrics = {
-        "primary": ev.primary_metric,
-        "scales": metric_scales(config),
+    say(
+        f"fitted on {len(tr)} rows; holdout ({len(te)} rows): "
+        f"{primary}={holdout[primary]:.3f}{refit}"
+    )
+    metrics: dict[str, Any] = {
+        "primary": primary,
+        "direction": ev.direction,
+    }
+    if not classes:
+        metrics["scales"] = metric_scales(config)
+    metrics |= {
         "cv": cv,
         "cv_folds": ev.cv_folds,
         "holdout": holdout,
-        "baseline": reported_metrics(y[te], baseline.predict(X[te]), transform),
+        "baseline": evaluate(config, baseline, X[te], y[te], classes),
         "holdout_rows": int(len(te)),
         "train_rows": int(len(tr)),
         "rows": int(len(y)),
-        "fit": {
-            "rows": int(len(fitted)),
-            **reported_metrics(y[fitted], final.predict(X[fitted]), transform),
-        },
+        "fit": {"rows": int(len(fitted)), **evaluate(config, final, X[fitted], y[fitted], classes)},
     }
-    return TrainResult(final, metrics, time.perf_counter() - started, fitted, te)
+    if classes:
+        metrics["confusion_matrix"] = {
+            "labels": classes,
+            "matrix": confusion_matrix(
+                y[te], evaluated.predict_proba(X[te]), classes, config.target
+            ),
+            "of": "holdout rows: one row per true label, one column per predicted label",
+        }
+    return TrainResult(final, metrics, time.perf_counter() - started, fitted, te, classes)
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric == "r2"
+    """The metric's own direction (sklambda.config.METRIC_HIGHER_IS_BETTER)."""
+    return METRIC_HIGHER_IS_BETTER[metric]
 
 
-def shortfall(metric: str, score: float, reference: float) -> float:
-    """How much worse `score` is than `reference`: absolute for r2, relative for error metrics
-    (rmse, mae, mape); negative when it is better."""
-    if higher_is_better(metric):
+def shortfall(metric: str, score: float, reference: float, higher: bool | None = None) -> float:
+    """How much worse `score` is than `reference`: absolute for a metric where higher is better
+    (r2, accuracy, ROC AUC, ...), relative for one where lower is better (rmse, mae, mape, log
+    loss, Brier); negative when it is better. `higher`: the direction, when the caller has it
+    (a gate policy); else the metric's own."""
+    if higher_is_better(metric) if higher is None else higher:
         return reference - score
     return (score - reference) / reference if reference > 0 else score - reference
