@@ -11,6 +11,7 @@ from benchmarks import (
     bench_batch,
     bench_classifier,
     bench_cold,
+    bench_explain,
     bench_faults,
     bench_http,
     bench_init,
@@ -87,6 +88,9 @@ def warm_section(f: dict[str, Any]) -> list[str]:
         "| --- | ---: |",
         f"| one row p50 | {f['one_row_p50_us']:.0f} us |",
         f"| one row p99 | {f['one_row_p99_us']:.0f} us |",
+        f"| one row p50, plain / with its 90% interval (taking turns) | "
+        f"{f['one_row_plain_p50_us']:.0f} / {f['one_row_intervals_p50_us']:.0f} us "
+        f"({f['one_row_intervals_to_plain_ratio']:.2f}x) |",
     ]
     for rows in (100, 10_000):
         for shape in ("records", "lists"):
@@ -226,6 +230,7 @@ def main() -> None:
         classifier = bench_classifier.main(endpoint)
         run("Classifier (penguins)", "bench_classifier", bench_classifier.section, classifier)
     run("Warm handler", "bench_warm", warm_section, bench_warm.main())
+    run("Explanations", "bench_explain", bench_explain.section, bench_explain.main())
     run("init + train (generated wide tables)", "bench_init", init_section, bench_init.main())
     run("Batch transform", "bench_batch", bench_batch.section, bench_batch.main())
 

@@ -320,10 +320,20 @@ events = {
         "no-such-model",
         {"inputs": [{"name": "lotsize", "shape": [1], "datatype": "FP64", "data": [5850]}]},
     ),
+    # A prediction with its 90% conformal interval ("intervals": true: the model's default).
+    "predict_intervals": event("POST", "/predict", json.dumps({**RECORD, "intervals": 0.9})),
+    # Each feature's contribution to the prediction, and the base value they add up from.
+    "predict_explain": event("POST", "/predict", json.dumps({**RECORD, "explain": True})),
     # The classifier: its labels, with each class's probability.
     "penguins_predict": event("POST", "/predict", json.dumps(PENGUIN)),
     "penguins_predict_batch": event(
         "POST", "/predict", json.dumps({"instances": [PENGUIN, PENGUIN_MISSING]})
+    ),
+    # Explained per class (softmax scores): the missing bill length and sex have their share.
+    "penguins_predict_explain": event(
+        "POST",
+        "/predict",
+        json.dumps({"instances": [PENGUIN, PENGUIN_MISSING], "explain": True}),
     ),
     # The same function behind an HTTP API (template parameter ApiType=HTTP): payload 2.0.
     "http_predict": http_event("POST", "/predict", json.dumps(RECORD)),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
+from sklambda import clients
 from sklambda.artifact import train_artifact
 from sklambda.config import ModelConfig, load_config
 from sklambda.data import Dataset, prepare, read_csv
@@ -26,12 +27,14 @@ os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 @pytest.fixture(autouse=True)
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test can reach real AWS: fake credentials and a fixed region."""
+    """No test can reach real AWS: fake credentials and a fixed region; the functions' shared
+    clients (sklambda.clients) are made anew under each test's environment."""
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    clients.clear()
 
 
 @pytest.fixture(scope="session")

@@ -41,12 +41,13 @@ from sklambda.settings import DEFAULT_ALIAS
 from sklambda.signing import Signer, Verifier
 from sklambda.store import ModelStore
 from training.report import (
+    REPORT_FILE,
     default_report_path,
     download_report,
     find_model,
     open_in_browser,
-    publish_report,
     report_after_training,
+    report_key,
 )
 
 if TYPE_CHECKING:
@@ -345,8 +346,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     folds = config.evaluation.cv_folds
     _say(console, f"training {config.estimator.kind} with {folds}-fold CV")
     out = Path(args.out or f"artifacts/{config.name}")
-    # sklambda.training.train reports once per fold and once after the final fit
-    with _progress(console, f"training {config.name}", total=folds + 1) as step:
+    # sklambda.training.train reports once per fold, a regressor's intervals (their measured
+    # coverage), and once after the final fit
+    steps = folds + 1 + (config.task == "regression")
+    with _progress(console, f"training {config.name}", total=steps) as step:
         trained = train_artifact(config, dataset, out, progress=step)
     manifest = trained.manifest
     console.print()
@@ -363,17 +366,20 @@ def cmd_publish(args: argparse.Namespace) -> int:
     console = _console()
     store = _store(args)
     _say(console, f"publishing {args.folder} to s3://{store.bucket}")
+    folder = Path(args.folder)
+    # Uploaded before the manifest: a version is never visible without its report.
+    extras = {REPORT_FILE: folder / REPORT_FILE} if (folder / REPORT_FILE).is_file() else {}
     with _status(console, "uploading and verifying"):
         signer = _signer(args)
-        manifest = store.publish(Path(args.folder), signer)
+        manifest = store.publish(folder, signer, extras)
     sha = manifest.artifact.sha256[:12]
     signed = f", signed with {signer.key_id}" if signer else ", unsigned"
     _say(
         console,
         f"uploaded and verified {manifest.name} {manifest.version} (sha256 {sha}…{signed})",
     )
-    report = publish_report(store, Path(args.folder), manifest)
-    _say(console, f"model report: s3://{store.bucket}/{report}" if report else "no model report")
+    report = report_key(store, manifest.name, manifest.version)
+    _say(console, f"model report: s3://{store.bucket}/{report}" if extras else "no model report")
     if args.promote:
         record = store.promote(manifest.name, manifest.version, args.alias)
         previous = record.previous or "none"
@@ -648,6 +654,8 @@ def manifest_view(m: Manifest) -> RenderableType:
         grid.add_row(a.key, f"{a.bytes:,} bytes, sha256 {a.sha256}{served}")
     grid.add_row("runtime", ", ".join(f"{k} {v}" for k, v in m.runtime.items()))
     grid.add_row("data", f"{m.data.source} ({m.data.rows} rows, sha256 {m.data.sha256[:12]}…)")
+    if m.intervals is not None:
+        grid.add_row("intervals", m.intervals.summary())
     grid.add_row("parent", m.parent_version or "-")
     title = Text.assemble((m.name, "bold"), " ", (m.version, "bold green"))
     title.append(f"  (created {m.created_at})", style="dim")

@@ -577,33 +577,6 @@ def report_key(store: ModelStore, name: str, version: str) -> str:
     return store.version_prefix(name, version) + REPORT_FILE
 
 
-def publish_report(store: ModelStore, folder: Path, manifest: Manifest) -> str | None:
-    """Upload folder/report.html into the version `store.publish` has just written, only if
-    absent (never overwritten); its key, or None when the folder has no report."""
-    path = folder / REPORT_FILE
-    if not path.is_file():
-        return None
-    key = report_key(store, manifest.name, manifest.version)
-    try:
-        store.s3.put_object(
-            Bucket=store.bucket,
-            Key=key,
-            Body=path.read_bytes(),
-            IfNoneMatch="*",
-            ContentType="text/html; charset=utf-8",
-        )
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in (
-            "PreconditionFailed",
-            "ConditionalRequestConflict",
-        ):
-            raise RegistryError(
-                f"{key} already exists; refusing to overwrite it", code="version_exists"
-            ) from None
-        raise
-    return key
-
-
 def find_model(store: ModelStore, version: str) -> str:
     """The model that has `version` (versions are unique across models)."""
     for name in store.model_names():

@@ -7,23 +7,18 @@ One function, three steps of a job (statemachines/batch_transform.asl.json):
 The model is loaded, signature and sha256 verified, by the same ModelHolder as PredictFunction.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import batch
+from sklambda import batch, clients
 from sklambda.errors import DataValidationError
 from sklambda.model import LoadedModel
 from sklambda.serving import ModelHolder
 from sklambda.settings import BatchSettings
-from sklambda.store import SERVING_S3_CONFIG, ModelStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_kms import KMSClient
-    from mypy_boto3_s3 import S3Client
+from sklambda.store import ModelStore
 
 logger = Logger()
 tracer = Tracer()
@@ -33,16 +28,10 @@ settings = BatchSettings.from_env()
 _holders: dict[str, ModelHolder] = {}
 
 
-def _s3() -> "S3Client":
-    return boto3.client("s3")
-
-
+# Clients, made once per container (sklambda.clients): the job's files are read and written with
+# boto3's default S3 config (large objects); the model is read as PredictFunction reads it.
 def _store() -> ModelStore:
-    return ModelStore(boto3.client("s3", config=SERVING_S3_CONFIG), settings.bucket)
-
-
-def _kms() -> "KMSClient":
-    return boto3.client("kms", config=SERVING_S3_CONFIG)
+    return clients.serving_store(settings.bucket)
 
 
 def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None:
@@ -57,7 +46,9 @@ def load(version: str | None) -> LoadedModel:
     warm container must not keep an alias's version from an earlier job)."""
     holder = _holders.get(version) if version else None
     if holder is None:
-        holder = ModelHolder(settings.serving(version), _store, on_load=_on_load, kms_factory=_kms)
+        holder = ModelHolder(
+            settings.serving(version), _store, on_load=_on_load, kms_factory=clients.serving_kms
+        )
     model = holder.get()
     _holders.setdefault(model.manifest.version, holder)
     return model
@@ -72,7 +63,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
             raise DataValidationError('BatchInput needs "job_id", "version" and "format"')
         items = [batch.Item.from_event(raw) for raw in event["Items"]]
         result = batch.score_batch(
-            _s3(), settings.bucket, job["job_id"], load(job["version"]), items, fmt=fmt
+            clients.s3(), settings.bucket, job["job_id"], load(job["version"]), items, fmt=fmt
         )
         metrics.add_metric(name="BatchRowsScored", unit=MetricUnit.Count, value=result.out)
         metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=result.rejected)
@@ -80,7 +71,11 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     action = event.get("action")
     if action == "resolve":
         job = batch.resolve_job(
-            _s3(), settings.bucket, str(event.get("key")), str(event.get("job_id") or ""), load
+            clients.s3(),
+            settings.bucket,
+            str(event.get("key")),
+            str(event.get("job_id") or ""),
+            load,
         )
         job["tolerated_failure_percentage"] = settings.tolerated_failure_percentage
         job["results_prefix"] = batch.job_prefix(job["job_id"]) + "results"
@@ -89,7 +84,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
         state = event.get("state") or {}
         job = state.get("job") or {"job_id": event.get("job_id"), "key": state.get("key")}
         return batch.finish_job(
-            _s3(),
+            clients.s3(),
             settings.bucket,
             job,
             str(event.get("started_at")),

@@ -3,11 +3,11 @@
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sklambda import clients
 from sklambda.monitor import MonitorRun, run_monitor
 from sklambda.settings import MonitorSettings
 
@@ -46,7 +46,7 @@ def _emit(run: MonitorRun) -> None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = run_monitor(
-        boto3.client("s3"),
+        clients.s3(),
         settings.bucket,
         settings.model,
         threshold=settings.threshold,

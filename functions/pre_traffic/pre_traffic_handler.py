@@ -4,12 +4,11 @@ version (sklambda.smoke) -> Succeeded or Failed back to CodeDeploy, before any t
 from pathlib import Path
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from sklambda import smoke
+from sklambda import clients, smoke
 from sklambda.settings import PreTrafficSettings
 
 logger = Logger()
@@ -27,8 +26,8 @@ INVOKE_CONFIG = Config(
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    invoke = smoke.lambda_invoker(boto3.client("lambda", config=INVOKE_CONFIG), settings.target)
-    verdict = smoke.run_hook(event, invoke, boto3.client("codedeploy"), EVENTS)
+    invoke = smoke.lambda_invoker(clients.lambda_client(INVOKE_CONFIG), settings.target)
+    verdict = smoke.run_hook(event, invoke, clients.codedeploy(), EVENTS)
     summary = {"target": settings.target, **verdict.summary()}
     if verdict.passed:
         logger.info("smoke test passed", extra=summary)

@@ -4,7 +4,7 @@ import functools
 import json
 import pathlib
 import warnings
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,24 +15,19 @@ from aws_lambda_powertools.event_handler import (
 )
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi import swagger_ui
-from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import api, openapi
+from sklambda import api, clients, openapi
 from sklambda.capture import CAPTURE_CONFIG, Capture
 from sklambda.errors import RequestError, SklambdaError
 from sklambda.model import LoadedModel
 from sklambda.serving import ModelHolder, health
 from sklambda.settings import ServingSettings
-from sklambda.store import SERVING_S3_CONFIG, ModelStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_kms import KMSClient
+from sklambda.store import ModelStore
 
 # GET /model and /health publish no metrics by design; Powertools would warn on each empty flush.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -43,26 +38,17 @@ metrics = Metrics()
 # The routes, once. A REST API (payload 1.0) and an HTTP API (payload 2.0) each get a resolver
 # that includes them (bottom of the module); lambda_handler picks one by the event's shape.
 app = Router()  # type: ignore[no-untyped-call]  # Powertools' __init__ has no annotations
-# One description for /openapi.json and /swagger, with the API key API Gateway checks.
-OPENAPI: dict[str, Any] = {
-    "title": "sklambda predict API",
-    "version": "1.0.0",
-    "security_schemes": {"apiKey": APIKey.model_validate({"name": "x-api-key", "in": "header"})},
-}
+# One description for /openapi.json and /swagger. Its API key scheme (APIKey) and Swagger UI come
+# from Powertools' OpenAPI models, about 0.1 s of pydantic classes to import: both are imported
+# where the docs are made (_static_document, swagger), never on a prediction's cold start.
+OPENAPI: dict[str, Any] = {"title": "sklambda predict API", "version": "1.0.0"}
 KEYED: list[dict[str, list[str]]] = [{"apiKey": []}]
-# Swagger UI is our own route (below): it shows the document made for the served model.
-SWAGGER_UI = pathlib.Path(swagger_ui.__file__).parent  # Powertools' copy: no CDN, nothing fetched
 
 settings = ServingSettings.from_env()
 
 
 def _store() -> ModelStore:
-    return ModelStore(boto3.client("s3", config=SERVING_S3_CONFIG), settings.bucket)
-
-
-def _kms() -> "KMSClient":
-    # GetPublicKey is on the cold-start path too: the same short timeouts and single retry.
-    return boto3.client("kms", config=SERVING_S3_CONFIG)
+    return clients.serving_store(settings.bucket)  # S3: short timeouts, one retry
 
 
 def _on_load(model: LoadedModel, timings: dict[str, float], reason: str) -> None:
@@ -115,7 +101,7 @@ holder = ModelHolder(
     on_load=_on_load,
     on_refresh_error=_on_refresh_error,
     on_load_error=_on_load_error,
-    kms_factory=_kms,
+    kms_factory=clients.serving_kms,  # GetPublicKey, when models are signed
 )
 # Prediction capture (CAPTURE_STREAM, CAPTURE_SAMPLE_RATE): clients made in its own thread.
 capture = Capture(
@@ -164,9 +150,14 @@ PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
             "text/csv": {"schema": {"type": "string"}},
         },
     },
-    400: _error("malformed JSON or CSV, or unknown format"),
+    400: _error(
+        "malformed JSON or CSV, or unknown format; or intervals the model does not have (a "
+        "classifier, an older model, a coverage not in GET /model's intervals.levels)"
+    ),
     403: FORBIDDEN,
     413: _error("too many rows or bytes"),
+    406: _error("explanations asked for with Accept: text/csv (they come in JSON only)"),
+    409: _error("explanations asked of a model version without explanation data (retrain it)"),
     415: _error("neither application/json nor text/csv"),
     422: _error(
         "values that do not fit the feature schema, or (far outside the training range) "
@@ -179,10 +170,13 @@ PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
 def _predict() -> Response[str]:
     event = app.current_event
     body_bytes = api.request_body(event.body, bool(event.is_base64_encoded))
-    reply = api.predict(holder, event.headers, body_bytes, _capture)
+    query = event.query_string_parameters or {}
+    reply = api.predict(holder, event.headers, body_bytes, _capture, query)
     metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(reply["predictions"]))
     if api.wants_csv(event.headers):
-        csv = api.csv_reply(reply["predictions"], reply.get("probabilities"))
+        csv = api.csv_reply(
+            reply["predictions"], reply.get("probabilities"), reply.get("intervals")
+        )
         return Response(200, "text/csv", csv)
     return _json(200, reply)
 
@@ -321,6 +315,7 @@ V2InferBody = Annotated[api.V2InferRequest, Body(openapi_examples=api.V2_INFER_E
         400: _error("malformed JSON, or tensors that do not fit together"),
         403: FORBIDDEN,
         404: _error("no model of that name is served here"),
+        409: _error("explanations asked of a model version without explanation data"),
         413: _error("too many rows or bytes"),
         415: _error("not application/json"),
         422: _error("values that do not fit the feature schema"),
@@ -342,7 +337,14 @@ def v2_infer(
 
 @functools.cache
 def _static_document() -> dict[str, Any]:
-    return openapi.without_validation_errors(json.loads(rest_app.get_openapi_json_schema()))
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, SecurityScheme
+
+    # The API key API Gateway checks (the KEYED routes).
+    keyed: dict[str, SecurityScheme] = {
+        "apiKey": APIKey.model_validate({"name": "x-api-key", "in": "header"})
+    }
+    schema = rest_app.get_openapi_json_schema(security_schemes=keyed)
+    return openapi.without_validation_errors(json.loads(schema))
 
 
 def _document() -> dict[str, Any]:
@@ -363,6 +365,8 @@ def _document() -> dict[str, Any]:
             f"{served.manifest.name} {served.manifest.version}",
             api.EXAMPLE_RECORD,
             schema_name=served.manifest.name,
+            intervals=served.manifest.intervals.coverages if served.manifest.intervals else [],
+            explainable=served.explainable,
         )
     event = app.current_event
     context = event.raw_event.get("requestContext") or {}
@@ -381,15 +385,22 @@ def openapi_document() -> Response[str]:
 
 @functools.cache
 def _swagger_assets() -> tuple[str, str]:
-    """Swagger UI's script and style sheet (1.7 MB), read once per container."""
+    """Swagger UI's script and style sheet (1.7 MB), read once per container from Powertools'
+    copy: no CDN, nothing fetched."""
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+
+    folder = pathlib.Path(swagger_ui.__file__).parent
     return (
-        (SWAGGER_UI / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
-        (SWAGGER_UI / "swagger-ui.min.css").read_text(encoding="utf-8"),
+        (folder / "swagger-ui-bundle.min.js").read_text(encoding="utf-8"),
+        (folder / "swagger-ui.min.css").read_text(encoding="utf-8"),
     )
 
 
 @app.get("/swagger", summary="Swagger UI", include_in_schema=False)
 def swagger() -> Response[str]:
+    """Swagger UI is our own route: it shows the document made for the served model."""
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+
     html = swagger_ui.generate_swagger_html(
         api.dump_json(_document()).replace("</", "<\\/"),  # no "</script>" inside the script
         *_swagger_assets(),
@@ -477,6 +488,7 @@ def _before_snapshot() -> None:
 
 
 def _after_restore() -> None:
+    clients.clear()  # a restored environment makes its own: no snapshot-time connections
     holder.after_restore()
 
 

@@ -2,11 +2,11 @@
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sklambda import clients
 from sklambda.retrain import Retrainer, RunRecord, request_from_event
 from sklambda.settings import RetrainSettings
 from sklambda.signing import Signer, Verifier
@@ -39,10 +39,10 @@ def _emit(record: RunRecord) -> None:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = request_from_event(event, settings)
-    store = ModelStore(boto3.client("s3"), settings.bucket)
+    store = ModelStore(clients.s3(), settings.bucket)
     key = settings.signing_key_id
-    signer = Signer(boto3.client("kms"), key) if key else None
-    verifier = Verifier(key, settings.require_signed, lambda: boto3.client("kms"))
+    signer = Signer(clients.kms(), key) if key else None
+    verifier = Verifier(key, settings.require_signed, clients.kms)
     record = Retrainer(store, log=_log_phase, signer=signer, verifier=verifier).run(request)
     _emit(record)
     if record.status == "failed":

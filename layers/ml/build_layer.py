@@ -34,6 +34,8 @@ BUILD_ONLY_DIRS = ("numpy/_core/include", "numpy/_core/lib", "numpy/random/lib",
 # build (and fails it) by reading every import statement left in the layer and the functions.
 # scipy: signal/odr/misc/datasets/fftpack/differentiate are imported by neither scikit-learn nor
 # the scipy modules it uses (nor by us); _precompute holds scipy's own build-time scripts.
+# sklearn/datasets data, descr and images: the toy datasets' files, read only by the load_*
+# functions (by resource name, never imported); nothing here loads a toy dataset.
 # Powertools: the utilities other than the event handler, logging, metrics, tracing and typing
 # that the functions use.
 UNUSED_PACKAGES = (
@@ -44,6 +46,9 @@ UNUSED_PACKAGES = (
     "scipy/fftpack",
     "scipy/differentiate",
     "scipy/special/_precompute",
+    "sklearn/datasets/data",
+    "sklearn/datasets/descr",
+    "sklearn/datasets/images",
     "aws_lambda_powertools/metrics/provider/datadog",
     "aws_lambda_powertools/utilities/auth_alpha",
     "aws_lambda_powertools/utilities/batch",

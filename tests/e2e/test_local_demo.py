@@ -49,8 +49,8 @@ def test_demo_tells_the_story_without_function_logs(tmp_path: Path) -> None:
     result = run_demo(tmp_path, verbose="")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for number in range(1, 10):
-        assert f"\n[{number}/9] " in out
+    for number in range(1, 11):
+        assert f"\n[{number}/10] " in out
     for method, path, status in [
         ("POST", "/predict", 200),
         ("POST", "/predict", 422),
@@ -65,9 +65,34 @@ def test_demo_tells_the_story_without_function_logs(tmp_path: Path) -> None:
     gentoo = r"penguins_predict.json +200 .* predictions \[Gentoo \([01]\.\d\d\)\]"
     assert re.search(gentoo, out), out
     assert re.search(r"^run \S+: (PROMOTED|REJECTED) - challenger log_loss", out, re.M), out
+    assert_production_loop(out)
     both = result.stdout + result.stderr
     for marker in FUNCTION_LOGS:
         assert marker not in both
+
+
+def assert_production_loop(out: str) -> None:
+    """Step 10: traffic captured through the local Firehose stream, a drift report per kind of
+    traffic in which only the shifted feature drifts, champion vs shadow, the model report."""
+    captured = re.search(r"^  POST /predict 150 sales as they are: (\d+) rows captured", out, re.M)
+    assert captured and int(captured[1]) >= 150, out
+    normal, shifted = re.findall(r"^  MonitorFunction: \d+ new rows; drifted: (.*)$", out, re.M)
+    assert normal.startswith("none;"), out
+    assert re.match(r"lotsize \(PSI \d+\.\d\d\); the largest other PSI: \w+ 0\.", shifted), out
+    shadows = re.findall(
+        r"^    champion vs shadow \S+ on (\d+) rows: agreement \d+% \(within 5%\), "
+        r"mean difference [+-][\d,]+ \(shadow - champion\)$",
+        out,
+        re.M,
+    )
+    assert len(shadows) == 2 and all(int(rows) > 0 for rows in shadows), out
+    reports = re.findall(r"^    drift report: (\S+) and drift\.html$", out, re.M)
+    assert len(reports) == 2, out
+    for report in map(Path, reports):
+        assert report.name == "drift.json" and report.is_file()
+        assert report.with_name("drift.html").read_text().startswith("<!DOCTYPE html>")
+    model_report = re.search(r"^  model report of \S+ \(from the registry\): (\S+)$", out, re.M)
+    assert model_report and Path(model_report[1]).is_file(), out
 
 
 def test_function_logs_go_to_stderr_only_when_verbose(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 import tools.local.__main__ as local_cli
@@ -82,6 +83,24 @@ def _stop(proc: subprocess.Popen[str]) -> int:
         raise
 
 
+def _captured(env: dict[str, str], prefix: str, seconds: float) -> list[str]:
+    """Keys under `prefix` in the served S3, once there is one (bounded)."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    deadline = time.monotonic() + seconds
+    while True:
+        listed = s3.list_objects_v2(Bucket=env["MODEL_BUCKET"], Prefix=prefix)
+        keys = [obj["Key"] for obj in listed.get("Contents", [])]
+        if keys or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.2)
+
+
 def test_banner_lines_work_from_another_shell(tmp_path: Path) -> None:
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -126,6 +145,9 @@ def test_banner_lines_work_from_another_shell(tmp_path: Path) -> None:
             reply = subprocess.run(argv, capture_output=True, text=True, timeout=90, check=False)
             assert reply.returncode == 0, reply.stderr
             assert len(json.loads(reply.stdout)["predictions"]) == 1
+            # ...and captured, through the template's Firehose stream in the moto server
+            assert any("capture: PredictFunction captures 100%" in line for line in banner)
+            assert _captured(env, "capture/house-prices/", seconds=10)
     finally:
         started = time.monotonic()
         code = _stop(proc)

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import batch_predict_handler
+import boto3
 import pytest
 
 from sklambda.artifact import train_artifact
 from sklambda.config import ModelConfig
-from sklambda.data import Dataset
+from sklambda.data import prepare, read_csv
 from sklambda.errors import DataValidationError, InvalidNameError, ModelUnavailableError
 from sklambda.settings import BatchSettings
 from sklambda.store import ModelStore
@@ -68,6 +69,31 @@ def test_batch_events_score_every_row_or_reject_it(
     assert [r["line"] for r in rows_of(s3, bucket, result["rejected_key"])] == rejected
 
 
+def test_a_containers_batches_share_its_clients(
+    handler: Any,
+    store: ModelStore,
+    trained_dir: Path,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a container counting the boto3 clients it makes
+    made: list[str] = []
+    real = boto3.client
+
+    def counting(service: str, **kwargs: Any) -> Any:
+        made.append(service)
+        return real(service, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(boto3, "client", counting)
+    manifest = store.publish(trained_dir)
+    # WHEN it scores four batches of a job
+    for _ in range(4):
+        event = with_version("batch_items_csv", manifest.version)
+        assert handler.lambda_handler(event, lambda_context)["rows"] == 3
+    # THEN it made one client for the job's files and one to read the model, not one a batch
+    assert sorted(made) == ["s3", "s3"]
+
+
 def test_a_promotion_during_a_job_does_not_change_its_version(
     handler: Any,
     s3: Any,
@@ -75,7 +101,6 @@ def test_a_promotion_during_a_job_does_not_change_its_version(
     store: ModelStore,
     trained_dir: Path,
     house_config: ModelConfig,
-    house_dataset: Dataset,
     tmp_path: Path,
     lambda_context: Any,
 ) -> None:
@@ -87,22 +112,29 @@ def test_a_promotion_during_a_job_does_not_change_its_version(
     assert job["version"] == first.version and job["results_prefix"] == "batch/job-1/results"
     # GIVEN another model (one feature fewer: other predictions) promoted mid-job
     other = house_config.model_copy(update={"features": house_config.features[:-1]})
-    second = store.publish(train_artifact(other, house_dataset, tmp_path / "b").folder)
+    other_data = prepare(other, read_csv(other.data.source))
+    second = store.publish(train_artifact(other, other_data, tmp_path / "b").folder)
     store.promote(second.name, second.version)
     event = with_version("batch_items_csv", job["version"])
     event["BatchInput"]["job_id"] = "job-1"
     result = handler.lambda_handler(event, lambda_context)
-    pinned = handler.load(first.version)
+    pinned, promoted = handler.load(first.version), handler.load(second.version)
     scored = [float(r["prediction"]) for r in rows_of(s3, bucket, result["out_key"])]
     assert pinned.manifest.version == first.version
-    expected = pinned.predict(
-        pinned.schema.encode_columns(
-            {k: [i["row"][k] for i in event["Items"][:2]] for k in pinned.schema.names},
-            2,
-            text=True,
+    rows = [i["row"] for i in event["Items"][:2]]
+
+    def predictions(model: Any) -> Any:
+        names = model.schema.names
+        return model.predict(
+            model.schema.encode_columns({k: [r[k] for r in rows] for k in names}, 2, text=True)
         )
-    )
-    assert scored == pytest.approx(expected)
+
+    assert scored == pytest.approx(predictions(pinned))
+    # THEN the job scored with the pinned model: the promoted one predicts otherwise
+    assert promoted.schema.names == house_config.feature_names[:-1]
+    other_scores = predictions(promoted)
+    assert len(other_scores) == len(scored) == 2
+    assert all(a != pytest.approx(b, rel=1e-3) for a, b in zip(scored, other_scores, strict=True))
     # and the next job resolves the new version
     assert handler.lambda_handler({**resolve, "job_id": "job-2"}, lambda_context)["version"] == (
         second.version

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sklambda.artifact import new_version
-from sklambda.errors import RegistryError
+from sklambda.errors import InvalidNameError, RegistryError
 from sklambda.manifest import read_manifest
 from sklambda.retrain import Retrainer, RetrainRequest
 from tests.helpers import HOUSE_CSV
@@ -47,15 +48,61 @@ def test_publish_uploads_the_report_into_the_versions_folder(
     assert stored["ContentType"] == "text/html; charset=utf-8"
 
 
+def _extras(folder: Path) -> dict[str, Path]:
+    return {report.REPORT_FILE: folder / report.REPORT_FILE}
+
+
 def test_a_published_report_is_never_overwritten(s3_endpoint, s3, bucket, store, with_report):
-    manifest = store.publish(with_report)
-    report.publish_report(store, with_report, manifest)
+    manifest = store.publish(with_report, extras=_extras(with_report))
     (with_report / report.REPORT_FILE).write_text("<p>forged</p>", encoding="utf-8")
     with pytest.raises(RegistryError) as caught:
-        report.publish_report(store, with_report, manifest)
+        store.publish(with_report, extras=_extras(with_report))
     assert caught.value.code == "version_exists"
     key = report.report_key(store, manifest.name, manifest.version)
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() == PAGE
+
+
+def test_publish_uploads_the_report_before_the_manifest(s3, bucket, store, with_report):
+    """GIVEN a folder with its report WHEN it is published THEN report.html is written before
+    manifest.json, the object that makes a version visible."""
+    written: list[str] = []
+    s3.meta.events.register(
+        "before-call.s3.PutObject", lambda params, **_: written.append(params["url_path"])
+    )
+    manifest = store.publish(with_report, extras=_extras(with_report))
+    names = [path.rsplit("/", 1)[-1] for path in written]
+    assert names.index(report.REPORT_FILE) < names.index("manifest.json") == len(names) - 1
+    assert manifest.version in written[-1]
+
+
+def test_a_publish_that_fails_after_the_report_leaves_no_visible_version(
+    s3, bucket, store, with_report
+):
+    """A crash between the report and the manifest: the version is not published (no
+    manifest), so nothing ever sees it without its report."""
+
+    def fail_on_manifest(params: dict[str, Any], **_: Any) -> None:
+        if params["url_path"].endswith("/manifest.json"):
+            raise ConnectionError("the network went away")
+
+    s3.meta.events.register("before-call.s3.PutObject", fail_on_manifest)
+    with pytest.raises(ConnectionError):
+        store.publish(with_report, extras=_extras(with_report))
+    version = read_manifest(with_report).version
+    assert store.versions("house-prices") == []
+    key = f"models/house-prices/versions/{version}/report.html"
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() == PAGE
+
+
+@pytest.mark.parametrize(
+    "name", ["../report.html", "reports/report.html", "manifest.json", "model.joblib", "x.exe"]
+)
+def test_an_extra_file_with_a_bad_name_is_refused_before_any_upload(
+    s3, bucket, store, with_report, name
+):
+    with pytest.raises(InvalidNameError):
+        store.publish(with_report, extras={name: with_report / report.REPORT_FILE})
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
 def test_report_downloads_it_and_prints_its_path(

@@ -138,7 +138,8 @@ def test_the_ui_has_an_example_for_every_request_format(loaded, lambda_context):
             "rows",  # lists in schema order
             "dataframe_split",
             "dataframe_records",
-        }
+            "intervals",  # a record with its prediction interval
+        } | ({"explain"} if loaded.explainable else set())  # each feature's contribution
         assert set(content["text/csv"]["examples"]) == {"header", "no_header"}
     infer = document["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"]["content"]
     assert infer["application/json"]["examples"]

@@ -427,3 +427,45 @@ def test_both_documents_are_valid_openapi(loaded, lambda_context):
     validate(document(lambda_context))  # made for the served model
     predict_handler.holder.reset()
     validate(document(lambda_context))  # the static one, without a model
+
+
+# Runs in a fresh interpreter: the cold start of a container that only answers predictions.
+COLD_PREDICTION = """
+import json, sys
+from pathlib import Path
+import joblib
+import predict_handler
+from sklambda.manifest import read_manifest
+from sklambda.model import LoadedModel
+from tests.helpers import FakeLambdaContext, load_event
+folder = Path(sys.argv[1])
+predict_handler.holder.use(LoadedModel(read_manifest(folder), joblib.load(folder / "model.joblib")))
+reply = predict_handler.lambda_handler(load_event("predict"), FakeLambdaContext())
+print(json.dumps({"status": reply["statusCode"], "modules": sorted(sys.modules)}))
+"""
+
+
+def test_a_cold_prediction_imports_none_of_the_openapi_models_only_the_docs_do(trained_dir):
+    # GIVEN a fresh process (Powertools' OpenAPI models and Swagger UI: ~0.1 s to import)
+    # WHEN it imports the handler and answers POST /predict
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    path = os.pathsep.join(str(ROOT / p) for p in ("layers/ml", "functions/predict", "."))
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_PREDICTION, str(trained_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    reply = json.loads(done.stdout.splitlines()[-1])
+    # THEN it answered without importing them (GET /openapi.json and /swagger import them)
+    assert reply["status"] == 200
+    docs_only = ("aws_lambda_powertools.event_handler.openapi.models", "swagger_ui")
+    assert [m for m in reply["modules"] if m.endswith(docs_only)] == []

@@ -2,11 +2,15 @@
 
     python -m tools.local serve [--port 3000] [--template template.yaml] [--env-vars FILE]
                                    [--api-key KEY] [--built] [--concurrency N]
+                                   [--capture-rate SHARE]
     python -m tools.local invoke FUNCTION_ID EVENT_FILE [--env-vars FILE] [--built]
 
 Functions run in their own processes under AWS's Lambda Runtime Interface Emulator (from the
 aws-sam-cli wheel) with `awslambdaric`; S3 is a moto server on 127.0.0.1 with a freshly trained
 model (and its data under datasets/<model>/, for a retrain), unless AWS_ENDPOINT_URL is set.
+`serve` also captures predictions for real, through the template's CaptureStream created in that
+moto server (every request by default: --capture-rate; tools/local/s3server.py says what differs
+from Firehose), for MonitorFunction's drift reports.
 Function logs go to stderr; each invocation's REPORT line holds the runner's own measurements.
 """
 
@@ -24,7 +28,14 @@ from typing import Any
 
 from tools.local.loopback import FAKE_CREDENTIALS, port_is_free
 from tools.local.rie import FunctionError
-from tools.local.runner import SEED_CONFIG, SEED_WORKDIR, LocalApi, invoke_once, runtime_note
+from tools.local.runner import (
+    SEED_CONFIG,
+    SEED_WORKDIR,
+    LocalApi,
+    invoke_once,
+    runtime_note,
+    starts_own_s3,
+)
 from tools.local.template import Route, TemplateError
 
 DEFAULT_API_KEY = "local-key"
@@ -76,6 +87,8 @@ def _print_startup(api: LocalApi, template: Path) -> None:
     print(f"  {runtime_note(api.app)}")
     s3 = "a moto server started for this session" if api.own_s3 else "from AWS_ENDPOINT_URL"
     print(f"  S3: {api.endpoint} ({s3}), bucket {api.bucket}")
+    for line in api.capture:
+        print(f"  capture: {line}")
     print("  routes:")
     for route in api.app.routes:
         lock = "  (x-api-key)" if route.api_key_required and api.api_key else ""
@@ -106,6 +119,21 @@ def _port_taken(port: int) -> str | None:
     )
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a share from 0 to 1")
+    return value
+
+
+def _capture_rate(args: argparse.Namespace) -> float | None:
+    """--capture-rate; by default every request when the runner starts its own moto server,
+    else (AWS_ENDPOINT_URL) what the template and env vars say."""
+    if args.capture_rate is not None:
+        return float(args.capture_rate)
+    return 1.0 if starts_own_s3(None) else None
+
+
 def serve(args: argparse.Namespace) -> int:
     taken = _port_taken(args.port)  # before anything is trained or started
     if taken:
@@ -124,6 +152,7 @@ def serve(args: argparse.Namespace) -> int:
         seed_workdir=args.workdir,
         concurrency=args.concurrency,
         shell_env=os.environ,
+        capture_rate=_capture_rate(args),
     ) as api:
         _print_startup(api, args.template)
         while not stop.wait(0.5):
@@ -186,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve.add_argument(
         "--concurrency", type=int, default=4, help="execution environments per function"
+    )
+    p_serve.add_argument(
+        "--capture-rate",
+        type=_share,
+        help="share of predict requests captured through the local Firehose stream (default 1 "
+        "with the runner's own S3; 0: none)",
     )
     p_invoke = sub.add_parser("invoke", parents=[common], help="invoke one function once")
     p_invoke.add_argument("function", metavar="FUNCTION_ID")

@@ -3,6 +3,8 @@
 Everything runs on this machine and talks only to 127.0.0.1: a moto S3 server, the template's API
 served by the Docker-free runner (each function in its own process under AWS's Lambda Runtime
 Interface Emulator), and the retrain function invoked with the scheduled event in events/.
+Step 10 is one pass of the production loop: predictions captured through the template's Firehose
+stream (hosted by the moto server), a shadow model, and MonitorFunction's drift reports.
 
 The output is the story: each step, the metrics, each request with its status and a short
 answer, the retrain's decision. The functions' own logs (START/END/REPORT lines, JSON log lines,
@@ -15,8 +17,10 @@ EMF metrics) and the local API's access lines are printed only with VERBOSE=1
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import random
 import signal
 import sys
 import time
@@ -29,13 +33,18 @@ from typing import Any
 
 import boto3
 
+from sklambda.artifact import train_artifact
+from sklambda.config import load_config
+from sklambda.data import load_dataset
+from sklambda.manifest import read_manifest
+from sklambda.store import ModelStore
 from tools.local.rie import print_log
 from tools.local.runner import LocalApi
 from tools.local.s3server import create_bucket, moto_server, use_endpoint
 from tools.local.template import DEFAULT_BUCKET
 from training.cli import format_run
 from training.cli import main as cli
-from training.report import REPORT_FILE
+from training.report import REPORT_FILE, download_report
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = DEFAULT_BUCKET  # what events/env.json points the functions at
@@ -45,7 +54,8 @@ DATA = ROOT / "training" / "data" / "windsor_housing.csv"
 FIRST_ROWS = 400  # the champion is trained on the first 400 sales; the data drop has all of them
 EVENTS = ROOT / "events"
 API_KEY = "demo-key"
-STEPS = 9
+STEPS = 10
+LOOP_ROWS = 150  # sales per kind of traffic in step 10 (MonitorFunction judges from 100 rows)
 # The bundled classifier (step 9): trained on four penguins in five, retrained on all of them.
 CLASSIFIER = "penguins"
 CLASSIFIER_CONFIG = ROOT / "training" / "configs" / "penguins.toml"
@@ -158,6 +168,11 @@ def answer(path: str, status: int, reply: Any) -> str:
         text = f"model {reply['model']['version']}  predictions [{shown}{more}]"
     elif path == "/predict":
         shown = ", ".join(f"{p:,.0f}" for p in reply["predictions"][:4])
+        if reply.get("intervals"):  # asked for (events/predict_intervals.json): the first one
+            low, high = reply["intervals"][0]
+            shown += f" in [{low:,.0f}, {high:,.0f}] ({reply['interval_coverage']:.0%} interval)"
+        if reply.get("explanations"):  # asked for (events/predict_explain.json): why
+            shown += " " + why(reply["explanations"])
         more = ", ..." if len(reply["predictions"]) > 4 else ""
         text = f"model {reply['model']['version']}  predictions [{shown}{more}]"
     elif path == "/model":
@@ -168,6 +183,14 @@ def answer(path: str, status: int, reply: Any) -> str:
     else:
         text = json.dumps(reply)
     return text[:160]
+
+
+def why(explanations: dict[str, Any]) -> str:
+    """The first row's explanation, shortly: its base and three largest contributions."""
+    row = explanations["contributions"][0]
+    top = sorted(row.items(), key=lambda item: -abs(item[1]))[:3]
+    parts = ", ".join(f"{name} {value:+.3f}" for name, value in top)
+    return f"= {explanations['scale']} base {explanations['base']:.3f}: {parts}, ..."
 
 
 def show(method: str, path: str, what: str, result: tuple[int, Any, float], note: str = "") -> None:
@@ -187,7 +210,7 @@ def expect(result: tuple[int, Any, float], status: int, what: str) -> Any:
 def requests(url: str) -> None:
     """Step 5: the events in events/, a request without the key, /health and /model."""
     step(5, "requests (bodies from events/; the first starts PredictFunction: a cold start)")
-    for i, name in enumerate(("predict", "predict_batch")):
+    for i, name in enumerate(("predict", "predict_batch", "predict_intervals", "predict_explain")):
         result = call(url + "/predict", event_body(name))
         show("POST", "/predict", f"{name}.json", result, "cold start" if i == 0 else "")
         expect(result, 200, f"POST /predict with events/{name}.json")
@@ -306,6 +329,134 @@ def classifier(workdir: Path, endpoint: str, logs: FunctionLogs) -> None:
         say(format_run(record))
 
 
+def traffic(rows: int, shift: dict[str, float]) -> list[dict[str, Any]]:
+    """`rows` sales from the bundled data (a fixed sample) as request records, each feature in
+    `shift` multiplied by its factor."""
+    with DATA.open(newline="") as fh:
+        table = [{k: v for k, v in r.items() if k not in ("", "price")} for r in csv.DictReader(fh)]
+    out = []
+    for row in random.Random(16).sample(table, rows):
+        record: dict[str, Any] = {}
+        for name, text in row.items():
+            try:
+                record[name] = round(float(text) * shift.get(name, 1.0))
+            except ValueError:
+                record[name] = text  # yes/no
+        out.append(record)
+    return out
+
+
+def captured_rows(s3: Any, prefix: str, at_least: int, seconds: float = 15.0) -> bytes:
+    """The JSON Lines under `prefix` once there are `at_least` (Firehose, here moto, writes
+    them a moment after the reply); bounded."""
+    deadline = time.monotonic() + seconds
+    while True:
+        keys = [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+        lines = b"".join(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys)
+        if lines.count(b"\n") >= at_least or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+def warm_shadow(url: str, s3: Any, prefix: str, seconds: float = 20.0) -> int:
+    """events/predict.json until a captured row carries the shadow's prediction too (a warm
+    container loads the shadow in the background after its first request); rows captured."""
+    deadline = time.monotonic() + seconds
+    sent = 0
+    while True:
+        expect(call(url + "/predict", event_body("predict")), 200, "POST /predict (warm-up)")
+        sent += 1
+        lines = captured_rows(s3, prefix, sent)
+        if b'"shadow"' in lines:
+            say(f"  POST /predict predict.json x{sent}: the container has loaded the shadow")
+            return lines.count(b"\n")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"no shadow prediction captured within {seconds:g} s")
+        time.sleep(0.2)
+
+
+def production_loop(workdir: Path, endpoint: str, logs: FunctionLogs, first: str) -> None:
+    """Step 10: capture through the template's CaptureStream (in moto), a shadow model on
+    alias 'candidate', normal then shifted traffic, MonitorFunction's drift reports."""
+    step(10, "one pass of the production loop: capture, a shadow model, drift reports")
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    store = ModelStore(s3, BUCKET)
+    config = load_config(CONFIG)
+    ridge = config.estimator.model_copy(update={"kind": "ridge", "params": {"alpha": 100.0}})
+    shadow_config = config.model_copy(update={"estimator": ridge})
+    trained = train_artifact(shadow_config, load_dataset(shadow_config), workdir / "candidate")
+    candidate = store.publish(trained.folder).version
+    store.promote(MODEL, candidate, "candidate")
+    say(f"  published {candidate} (ridge, alpha 100) to alias 'candidate': the shadow model")
+    env_vars = json.loads((EVENTS / "env.json").read_text())
+    env_vars["PredictFunction"]["SHADOW_ALIAS"] = "candidate"
+    prefix = f"capture/{MODEL}/"
+    with LocalApi(
+        ROOT / "template.yaml",
+        env_vars=env_vars,
+        port=0,
+        api_key=API_KEY,
+        s3_endpoint=endpoint,
+        seed=None,
+        concurrency=1,
+        log=logs,
+        capture_rate=1.0,
+    ) as api:
+        for line in api.capture:
+            say(f"  {line}")
+        say("  PredictFunction: SHADOW_ALIAS=candidate (scored after each reply, never in it)")
+        sent = warm_shadow(api.url, s3, prefix)
+        for phase, what, shift in (
+            ("normal", "as they are", {}),
+            ("shifted", "with lotsize x3", {"lotsize": 3.0}),
+        ):
+            records = traffic(LOOP_ROWS, shift)
+            for start in range(0, LOOP_ROWS, 50):
+                body = json.dumps({"instances": records[start : start + 50]}).encode()
+                expect(call(api.url + "/predict", body), 200, "POST /predict (production loop)")
+            sent += LOOP_ROWS
+            total = captured_rows(s3, prefix, sent).count(b"\n")
+            say(f"  POST /predict {LOOP_ROWS} sales {what}: {total} rows captured in all")
+            monitor(api, s3, workdir / "reports" / phase)
+    path = download_report(store, MODEL, first, workdir / "reports" / f"{MODEL}-{first}.html")
+    say(f"  model report of {first} (from the registry): {path}")
+
+
+def monitor(api: LocalApi, s3: Any, folder: Path) -> None:
+    """MonitorFunction with its scheduled event: what drifted, champion vs shadow, and the
+    report (drift.json, drift.html) downloaded to `folder`."""
+    schedule = json.loads((EVENTS / "monitor_schedule.json").read_text())
+    summary = api.invoke("MonitorFunction", schedule, timeout=RETRAIN_TIMEOUT)
+    if not isinstance(summary, dict) or not summary.get("report"):
+        raise DemoFailed(f"MonitorFunction wrote no report: {json.dumps(summary)[:500]}")
+    key = str(summary["report"])
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    psi: dict[str, float] = report.get("max_psi", {})
+    drifted = report.get("drifted", [])
+    others = sorted((v, n) for n, v in psi.items() if n not in drifted)
+    calm = f"{others[-1][1]} {others[-1][0]:.2f}" if others else "-"
+    shown = ", ".join(f"{n} (PSI {psi[n]:.2f})" for n in drifted) or "none"
+    say(
+        f"  MonitorFunction: {summary['records']} new rows; drifted: {shown}; the largest "
+        f"other PSI: {calm} (threshold {report.get('threshold')})"
+    )
+    for section in report["versions"]:
+        for c in section.get("shadow", []):
+            say(
+                f"    champion vs shadow {c['version']} on {c['rows']} rows: agreement "
+                f"{c['agreement']:.0%} (within {c['agreement_tolerance']:.0%}), mean difference "
+                f"{c['mean_difference']:+,.0f} (shadow - champion)"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("drift.json", "drift.html"):
+        s3.download_file(BUCKET, key.rsplit("/", 1)[0] + "/" + name, str(folder / name))
+    say(f"    drift report: {folder / 'drift.json'} and drift.html")
+
+
 def demo(workdir: Path, logs: FunctionLogs) -> None:
     out = workdir / MODEL
     first, total = first_rows(DATA, FIRST_ROWS, workdir)
@@ -327,6 +478,7 @@ def demo(workdir: Path, logs: FunctionLogs) -> None:
         step(8, "the registry after the retrain")
         run(["list", "--model", MODEL, "--bucket", BUCKET])
         classifier(workdir, endpoint, logs)
+        production_loop(workdir, endpoint, logs, read_manifest(out).version)
     say("\ndone: the local API and the local S3 are stopped.")
     say(
         "Serve it yourself:  make serve    (http://127.0.0.1:3000, API key 'local-key'; "

@@ -6,6 +6,7 @@ with LocalApi(Path("template.yaml"), env_vars=Path("events/env.json"), port=0) a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import threading
@@ -19,7 +20,7 @@ from typing import Any, Self
 from tools.local.api import LocalApiServer, serve_in_thread
 from tools.local.loopback import FAKE_CREDENTIALS
 from tools.local.rie import FunctionError, FunctionPool, FunctionProcess, LogSink, print_log
-from tools.local.s3server import moto_server, seed_registry
+from tools.local.s3server import create_delivery_stream, moto_server, seed_registry
 from tools.local.template import DEFAULT_BUCKET, App, load_env_vars, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +45,37 @@ def runtime_note(app: App) -> str:
         f"functions run on Python {version} ({sys.executable}) under the AWS Lambda RIE; "
         f"the template's runtime is {', '.join(runtimes) or 'unset'}"
     )
+
+
+def start_capture(app: App, endpoint: str, bucket: str, rate: float) -> list[str]:
+    """Prediction capture through the local moto server: create the template's delivery
+    streams there (tools.local.s3server says how they differ from Firehose) and point each
+    function that puts to one (it declares CAPTURE_STREAM) at it, sampling `rate` of its
+    requests. What captures where, one line each (none: the template has no stream)."""
+    if not app.delivery_streams:
+        return []
+    prefixes = {
+        name: create_delivery_stream(endpoint, bucket, name, prefix)
+        for name, prefix in app.delivery_streams.items()
+    }
+    lines = []
+    for logical_id, spec in list(app.functions.items()):
+        if "CAPTURE_STREAM" not in spec.environment:
+            continue
+        stream = spec.environment["CAPTURE_STREAM"]
+        if stream not in prefixes:  # "" (--env-vars turned it off) or a name from elsewhere
+            stream = next(iter(prefixes))
+        environment = {
+            **spec.environment,
+            "CAPTURE_STREAM": stream,
+            "CAPTURE_SAMPLE_RATE": f"{rate:g}",
+        }
+        app.functions[logical_id] = dataclasses.replace(spec, environment=environment)
+        lines.append(
+            f"{logical_id} captures {rate:.0%} of its requests -> Firehose {stream} (moto) -> "
+            f"s3://{bucket}/{prefixes[stream]}YYYY/MM/DD/HH/"
+        )
+    return lines
 
 
 def starts_own_s3(endpoint: str | None) -> bool:
@@ -108,7 +140,10 @@ class LocalApi:
         concurrency: int = 4,
         shell_env: Mapping[str, str] | None = None,
         log: LogSink = print_log,
+        capture_rate: float | None = None,
     ):
+        """`capture_rate`: capture that share of the predict requests through a delivery stream
+        in the local moto server (start_capture); None: as the template and env vars say."""
         self.app = _load(template, env_vars, built, shell_env)
         self.port = port
         self.api_key = api_key or None
@@ -120,6 +155,8 @@ class LocalApi:
         self.log = log
         self.bucket = model_bucket(self.app)
         self.endpoint = ""
+        self.capture_rate = capture_rate
+        self.capture: list[str] = []  # what captures where (start_capture)
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -152,6 +189,10 @@ class LocalApi:
             self.endpoint = self._stack.enter_context(
                 local_s3(self.s3_endpoint, self.bucket, self.seed, self.seed_workdir, self.log)
             )
+            if self.capture_rate is not None:
+                self.capture = start_capture(
+                    self.app, self.endpoint, self.bucket, self.capture_rate
+                )
             try:
                 self.server = LocalApiServer(
                     self.port, self.app.routes, self.invoke, self.api_key, self.log

@@ -1,7 +1,20 @@
-"""A moto S3 server in its own process on 127.0.0.1, for the demo and the local runner."""
+"""A moto server in its own process on 127.0.0.1 (S3, and Firehose for prediction capture), for
+the demo and the local runner.
+
+Prediction capture, locally: in production PredictFunction puts sampled rows to the template's
+CaptureStream (Kinesis Data Firehose, DirectPut), which buffers them (up to 5 minutes or 5 MB)
+and writes JSON Lines objects under capture/<model>/year=YYYY/month=MM/day=DD/hour=HH/ in the
+model bucket. Here the same delivery stream, by the same name, lives in the moto server: the
+functions' boto3 clients reach it through AWS_ENDPOINT_URL, and moto writes each PutRecordBatch
+to the local bucket at once. moto does not evaluate Firehose's `!{timestamp:...}` expressions,
+so the local stream's prefix is the template's up to the first of them (capture/<model>/), under
+which moto adds its own YYYY/MM/DD/HH/ folders: the layout of a stream without a custom prefix,
+which sklambda.monitor reads as well as the template's.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -46,6 +59,33 @@ def create_bucket(endpoint: str, bucket: str) -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def local_capture_prefix(prefix: str) -> str:
+    """The part of a delivery stream's S3 prefix moto writes as given: up to the folder before
+    Firehose's first `!{...}` expression (moto would write the expression literally)."""
+    static = prefix.split("!{", 1)[0]
+    return static[: static.rfind("/") + 1]
+
+
+def create_delivery_stream(endpoint: str, bucket: str, name: str, prefix: str) -> str:
+    """A DirectPut delivery stream `name` writing to `bucket` under `prefix` (made local by
+    local_capture_prefix) in the moto server at `endpoint`; kept if it exists. Its prefix."""
+    firehose = boto3.client("firehose", endpoint_url=endpoint, region_name="us-east-1")
+    local = local_capture_prefix(prefix)
+    # An earlier local API on the same server may have made it.
+    with contextlib.suppress(firehose.exceptions.ResourceInUseException):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name,
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/local-capture",  # moto checks none
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "Prefix": local,
+                "CompressionFormat": "UNCOMPRESSED",
+            },
+        )
+    return local
 
 
 def seed_registry(endpoint: str, bucket: str, config: Path, workdir: Path) -> str:

@@ -118,6 +118,9 @@ class App:
     functions: dict[str, FunctionSpec]
     routes: list[Route]
     warnings: list[str] = field(default_factory=list)
+    # Firehose delivery streams (DirectPut to S3) by logical id: their S3 prefix as SAM resolves
+    # it (parameters substituted; Firehose's own !{...} expressions left as written).
+    delivery_streams: dict[str, str] = field(default_factory=dict)
 
 
 class TemplateError(ValueError):
@@ -314,6 +317,7 @@ def load_template(
         warnings.simplefilter("ignore", DeprecationWarning)
         stacks, functions = _read_with_sam(path, parameters or {}, bucket)
         resources = {stack.stack_path: stack.resources for stack in stacks}
+        app.delivery_streams = _delivery_streams(stacks[0].resources)
         for function in functions:
             logical_id = str(function.full_path)
             app.functions[logical_id] = FunctionSpec(
@@ -330,6 +334,23 @@ def load_template(
             )
             app.routes.extend(_routes(function, resources.get(function.stack_path) or {}))
     return app
+
+
+def _delivery_streams(resources: Mapping[str, Any]) -> dict[str, str]:
+    """Each Firehose delivery stream with an S3 destination: logical id -> its S3 prefix."""
+    out: dict[str, str] = {}
+    for logical_id, resource in resources.items():
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("Type") != "AWS::KinesisFirehose::DeliveryStream":
+            continue
+        properties = resource.get("Properties") or {}
+        destination = properties.get("ExtendedS3DestinationConfiguration") or properties.get(
+            "S3DestinationConfiguration"
+        )
+        if isinstance(destination, dict) and isinstance(destination.get("Prefix", ""), str):
+            out[str(logical_id)] = destination.get("Prefix", "")
+    return out
 
 
 def _code_dir(function: Any, build_dir: Path | None) -> Path:

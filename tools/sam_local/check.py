@@ -43,6 +43,7 @@ from typing import Any
 
 import boto3
 
+from sklambda import smoke
 from tools.local.loopback import FAKE_CREDENTIALS, free_port
 from tools.sam_local.proxy import SAM_CLI_VERSION, DockerApiProxy
 
@@ -275,6 +276,46 @@ def check_predictions(request: Any, reply: Any, version: str) -> str | None:
     return None
 
 
+def check_intervals(request: Any, reply: Any, version: str) -> str | None:
+    """check_predictions, and one [low, high] around each prediction."""
+    problem = check_predictions(request, reply, version)
+    if problem:
+        return problem
+    intervals, predictions = reply.get("intervals"), reply["predictions"]
+    if not isinstance(intervals, list) or len(intervals) != len(predictions):
+        return f"expected one interval per prediction, got {intervals!r}"
+    for pair, p in zip(intervals, predictions, strict=True):
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] < p < pair[1]):
+            return f"interval {pair!r} is not [low, high] around the prediction {p!r}"
+    return None
+
+
+def explained(reply: Any) -> list[list[float]] | str:
+    """Each row's prediction on the explanations' scale (base + its contributions), or what is
+    wrong with them: [score] for a regressor, a score per class for a multiclass model."""
+    ex = reply.get("explanations") if isinstance(reply, dict) else None
+    if not isinstance(ex, dict) or not isinstance(ex.get("contributions"), list):
+        return f"expected explanations, got {str(ex)[:300]}"
+    rows, base = ex["contributions"], ex.get("base")
+    if len(rows) != len(reply.get("predictions") or []):
+        return f"expected an explanation per prediction, got {len(rows)}"
+    if isinstance(base, dict):  # per class
+        return [[base[c] + sum(row[c].values()) for c in base] for row in rows]
+    return [[base + sum(row.values())] for row in rows]
+
+
+def check_explanations(request: Any, reply: Any, version: str) -> str | None:
+    """check_predictions, and explanations adding up to each log(price) (a log target)."""
+    problem = check_predictions(request, reply, version)
+    scores = explained(reply)
+    if problem or isinstance(scores, str):
+        return problem or str(scores)
+    for (score,), p in zip(scores, reply["predictions"], strict=True):
+        if reply["explanations"]["scale"] != "log" or abs(score - math.log(p)) > 1e-6:
+            return f"explanations add up to {score!r}, not log({p!r}) on the log scale"
+    return None
+
+
 def check_csv_predictions(request: Any, body: str) -> str | None:
     try:
         predictions = [float(line) for line in body.splitlines()]
@@ -310,33 +351,21 @@ def check_v2_metadata(reply: Any, version: str) -> str | None:
     return None
 
 
-def check_error(status: int, reply: Any) -> str | None:
-    error = reply.get("error") if isinstance(reply, dict) else None
-    if not isinstance(error, dict) or not error.get("code") or not error.get("message"):
-        return f"no error object with code and message: {reply!r}"
-    if status == 422 and not all(d.get("field") for d in error.get("details") or [{}]):
-        return f"422 without the offending fields: {error!r}"
-    return None
-
-
-def check_model_info(reply: Any, version: str) -> str | None:
-    if not isinstance(reply, dict) or reply.get("version") != version:
-        return f"expected the manifest of version {version}, got {str(reply)[:300]}"
-    return None
-
-
-def check_health(reply: Any, version: str) -> str | None:
-    if not isinstance(reply, dict) or reply.get("status") != "ready":
-        return f"expected status ready, got {reply!r}"
-    if (reply.get("model") or {}).get("version") != version:
-        return f"health names model {reply.get('model')!r}, expected version {version}"
-    return None
+def check_as_smoke(kind: smoke.Kind, status: int, body: str, version: str) -> str | None:
+    """An error, health or manifest reply judged as a new version's PreTraffic hook judges it
+    (sklambda.smoke: the one error shape, a 422 naming each field; ready, or the manifest, with
+    the model's name and version), and naming the version this stack serves."""
+    case = smoke.Case("", status, kind)
+    _, problem, model = smoke.judge(case, {}, {"statusCode": status, "body": body})
+    if problem is None and model is not None and model["version"] != version:
+        problem = f"{kind} reply names model {model}, expected version {version}"
+    return problem
 
 
 @dataclass(frozen=True)
 class Expect:
     status: int
-    kind: str  # predict | csv | error | model | health | ready | v2_metadata | v2_infer
+    kind: str  # predict | intervals | explain | csv | error | model | health | ready | v2_*
 
 
 # The API events in events/ and what the function must answer; an API event missing here is still
@@ -354,6 +383,8 @@ EXPECTED = {
     "predict_csv": Expect(200, "predict"),
     "predict_csv_no_header": Expect(200, "csv"),
     "predict_csv_wrong_type": Expect(422, "error"),
+    "predict_intervals": Expect(200, "intervals"),
+    "predict_explain": Expect(200, "explain"),
     "invocations": Expect(200, "predict"),
     "invocations_csv": Expect(200, "csv"),
     "model_info": Expect(200, "model"),
@@ -392,12 +423,14 @@ def judge(name: str, request_body: str | None, status: int, body: str, version: 
         return f"status {status}, expected {expect.status}: {body[:300]}"
     checks: dict[str, Callable[[], str | None]] = {
         "predict": lambda: check_predictions(request, reply, version),
+        "intervals": lambda: check_intervals(request, reply, version),
+        "explain": lambda: check_explanations(request, reply, version),
         "v2_infer": lambda: check_v2_infer(request, reply, version),
         "v2_metadata": lambda: check_v2_metadata(reply, version),
         "ready": lambda: None,
-        "error": lambda: check_error(status, reply),
-        "model": lambda: check_model_info(reply, version),
-        "health": lambda: check_health(reply, version),
+        "error": lambda: check_as_smoke("error", status, body, version),
+        "model": lambda: check_as_smoke("model", status, body, version),
+        "health": lambda: check_as_smoke("health", status, body, version),
     }
     return checks[expect.kind]()
 
@@ -560,6 +593,23 @@ def check_classifier_reply(request: Any, status: int, body: str, version: str) -
     return None
 
 
+def check_classifier_explanations(request: Any, body: str) -> str | None:
+    """A request with "explain": per row and class, softmax scores whose softmax is the
+    row's probabilities (the penguins' multinomial logistic regression)."""
+    if not (isinstance(request, dict) and request.get("explain")):
+        return None
+    reply = json.loads(body)
+    scores = explained(reply)
+    if isinstance(scores, str):
+        return scores
+    for score, row in zip(scores, reply["probabilities"], strict=True):
+        weights = [math.exp(s - max(score)) for s in score]
+        softmax = [w / sum(weights) for w in weights]
+        if any(abs(a - b) > 1e-6 for a, b in zip(softmax, row.values(), strict=True)):
+            return f"explanations {score!r} are not the scores of {row!r}"
+    return None
+
+
 def invoke_classifier_events(env: Env, deadline: Deadline, t: dict[str, float]) -> None:
     """events/penguins_*.json on PredictFunction serving the classifier (MODEL_NAME=penguins)."""
     version = live_version(env, CLASSIFIER)
@@ -574,7 +624,9 @@ def invoke_classifier_events(env: Env, deadline: Deadline, t: dict[str, float]) 
             status, body = reply.get("statusCode"), reply.get("body")
             if not isinstance(status, int) or not isinstance(body, str):
                 raise CheckFailed(f"not an API Gateway proxy reply: {str(reply)[:300]}")
-            problem = check_classifier_reply(json.loads(event["body"]), status, body, version)
+            request = json.loads(event["body"])
+            problem = check_classifier_reply(request, status, body, version)
+            problem = problem or check_classifier_explanations(request, body)
             if problem:
                 raise CheckFailed(problem)
             say(f"    {status} {body[:160]}")

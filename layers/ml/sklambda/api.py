@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from sklambda import open_inference
+from sklambda import conformal, explain, open_inference
 from sklambda.errors import ModelUnavailableError, RequestError, SklambdaError
 from sklambda.model import LoadedModel
 from sklambda.request_formats import decode_csv, decode_request, parse_csv
@@ -59,6 +59,55 @@ class ModelRef(BaseModel):
     version: str
 
 
+EXAMPLE_EXPLANATIONS = {  # the house-prices model's, for EXAMPLE_RECORD
+    "scale": "log",
+    "base": 11.0625,
+    "contributions": [
+        {
+            "lotsize": 0.0600,
+            "bedrooms": 0.0031,
+            "bathrms": -0.0391,
+            "stories": 0.0204,
+            "driveway": 0.0214,
+            "recroom": -0.0100,
+            "fullbase": 0.0746,
+            "gashw": -0.0096,
+            "airco": -0.0481,
+            "garagepl": 0.0117,
+            "prefarea": -0.0295,
+        }
+    ],
+}
+
+
+class Explanations(BaseModel):
+    """Asked by `"explain": true` (or `?explain=true`): per row, each feature's contribution
+    to the prediction, such that base + the sum of a row's contributions is its prediction on
+    the model's `scale`. A multiclass model gives the base and each row's contributions per
+    class: {"base": {class: number}, "contributions": [{class: {feature: number}}]}."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    scale: str = Field(
+        examples=["log"],
+        description="identity (the target's units), log (log of the target), logit (the "
+        "log-odds of `class`), softmax (per class, scores whose softmax is the probabilities), "
+        "probability (per class: random forests average their trees' probabilities)",
+    )
+    class_: str | int | None = Field(
+        default=None,
+        alias="class",
+        description="a binary classifier's: the class the explanation is of (its positive one)",
+    )
+    base: float | dict[str, float] = Field(
+        description="the prediction at the reference: the training means (linear models), the "
+        "trees' root values (tree models); per class for a multiclass model"
+    )
+    contributions: list[dict[str, float]] | list[dict[str, dict[str, float]]] = Field(
+        description="per row, each original feature's contribution (one-hot levels, "
+        "missing-value indicators and log transforms summed back to their feature)"
+    )
+
+
 class PredictResponse(BaseModel):
     """Predictions in request order; a single bare record also gets `{<target>: value}`. A
     classifier's predictions are class labels (integers stay integers), with `probabilities`."""
@@ -75,6 +124,23 @@ class PredictResponse(BaseModel):
         "decision threshold the positive class when its probability reaches the threshold "
         "(GET /model: classes)",
         examples=[[{"no": 0.12, "yes": 0.88}]],
+    )
+    intervals: list[list[float]] = Field(
+        default=[],
+        description='regression, when the request asks (`"intervals": 0.9` or `true` in the '
+        "JSON body, `?intervals=0.9` in the query): per row [low, high] on the target's scale, "
+        "a conformal interval meant to hold the true value with probability interval_coverage "
+        "(asymmetric around the prediction for a log target). GET /model: intervals.levels "
+        "lists the coverages a model has and each one's coverage measured on the holdout",
+        examples=[[[49640.4, 95058.1]]],
+    )
+    interval_coverage: float | None = Field(
+        default=None, description="the coverage of `intervals`", examples=[0.9]
+    )
+    explanations: Explanations | None = Field(
+        default=None,
+        description="when the request asks (`explain`): each feature's contribution per row",
+        examples=[EXAMPLE_EXPLANATIONS],
     )
     model: ModelRef
     warnings: list[str] = Field(default=[], description="e.g. inputs outside the training range")
@@ -217,20 +283,34 @@ class V2InferRequest(BaseModel):
     [n, features] with the features in schema order (BYTES or FP64)."""
 
     id: str | None = None
-    parameters: dict[str, Scalar] | None = None
+    parameters: dict[str, Scalar] | None = Field(
+        default=None,
+        description='request options: "intervals" (a coverage, or true), "explain" (true: '
+        "the outputs add each feature's contributions and their base)",
+        examples=[{"explain": True}],
+    )
     inputs: list[V2Tensor] = Field(min_length=1)
 
 
 class V2OutputTensor(BaseModel):
     name: str = Field(
         examples=["predictions"],
-        description="predictions; a classifier adds probabilities, shape [n, classes]",
+        description="predictions; a classifier adds probabilities, shape [n, classes]; a "
+        "regressor asked for them, intervals, shape [n, 2]; asked for them (parameters "
+        '{"explain": true}), explanations: contributions, shape [n, features] (multiclass: '
+        "[n, classes, features]), and base, shape [1] (multiclass: [classes])",
     )
     shape: list[int]
     datatype: str = Field(
         examples=["FP64"], description="FP64; a classifier's labels INT64 or BYTES"
     )
     data: list[float | int | str]
+    parameters: dict[str, Scalar] | None = Field(
+        default=None,
+        description='intervals (asked by the request\'s parameters {"intervals": 0.9}): '
+        "shape [n, 2], low and high per row; here its coverage",
+        examples=[{"coverage": 0.9}],
+    )
 
 
 class V2InferResponse(BaseModel):
@@ -298,8 +378,10 @@ def predict(
     headers: Mapping[str, str],
     body: str | bytes | None,
     scored: Scored | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Validate and answer one POST /predict; raises SklambdaError with the right status."""
+    """Validate and answer one POST /predict; raises SklambdaError with the right status.
+    Request options (OPTIONS) come from the JSON body's top level, else the `query` string."""
     content_type = media_type(headers.get("content-type"))
     is_csv = content_type in CSV_TYPES
     if (
@@ -316,17 +398,27 @@ def predict(
     body = _sized_body(holder, body, "a JSON object or CSV rows")
     if is_csv:
         rows = parse_csv(body)
+        explaining = explain_asked(None, query, headers)
         model = holder.get()
+        intervals = intervals_asked(model, option("intervals", None, query))
         batch = decode_csv(model.schema, rows, holder.settings.max_rows)
     else:
-        payload = parse_json(body)
+        document = parse_json(body)
+        explaining = explain_asked(document, query, headers)
+        payload = without_options(document)
         model = holder.get()
+        intervals = intervals_asked(model, option("intervals", document, query))
         batch = decode_request(model.schema, payload, holder.settings.max_rows)
     answer = model.answer(batch.X)
     predictions = answer.predictions
     reply: dict[str, Any] = {"predictions": predictions}
     if answer.probabilities is not None:
         reply["probabilities"] = answer.probability_records()
+    if intervals is not None:
+        reply["intervals"] = intervals.bounds(predictions)
+        reply["interval_coverage"] = intervals.coverage
+    if explaining:
+        reply["explanations"] = model.explain(batch.X).as_json()
     reply["model"] = {"name": model.manifest.name, "version": model.manifest.version}
     if batch.single:
         reply[model.manifest.target.name] = predictions[0]
@@ -335,6 +427,63 @@ def predict(
     if scored is not None:
         scored(model, batch.X, predictions)
     return reply
+
+
+# Request options: keys a JSON body may carry at its top level beside its rows (taken out before
+# the rows are read, so a single record does not warn of them), or query string parameters.
+OPTIONS = ("intervals", "explain")
+
+
+def without_options(payload: Any) -> Any:
+    """The JSON body without its options (OPTIONS), for the rows to be read."""
+    if isinstance(payload, Mapping) and any(k in payload for k in OPTIONS):
+        return {k: v for k, v in payload.items() if k not in OPTIONS}
+    return payload
+
+
+def option(name: str, document: Any, query: Mapping[str, str] | None) -> tuple[Any, str] | None:
+    """A request option's value and where it was given: "body" (a JSON value, which wins) or
+    "query" (text); None when neither gives it."""
+    if isinstance(document, Mapping) and name in document:
+        return document[name], "body"
+    if query and name in query:
+        return query[name], "query"
+    return None
+
+
+def intervals_asked(model: LoadedModel, given: tuple[Any, str] | None) -> conformal.Asked | None:
+    """The prediction intervals the `intervals` option (`given`: option()) asks of the model
+    (sklambda.conformal); None when it asks none."""
+    if given is None:
+        return None
+    manifest = model.manifest
+    return conformal.asked(
+        manifest.intervals,
+        *given,
+        classifier=manifest.classes is not None,
+        model=f"{manifest.name} {manifest.version}",
+    )
+
+
+def explain_asked(
+    document: Any, query: Mapping[str, str] | None, headers: Mapping[str, str]
+) -> bool:
+    """Whether the request asks for explanations: `"explain": true` in a JSON body (a JSON
+    boolean), else `?explain=true` (or 1, or empty) in the query; 400 for any other value, 406
+    when the reply is to be CSV (which has no place for them)."""
+    if isinstance(document, Mapping) and "explain" in document:
+        asked = explain.requested(document["explain"], "body")
+    elif query and "explain" in query:
+        asked = explain.requested(query["explain"], "query")
+    else:
+        return False
+    if asked and wants_csv(headers):
+        raise RequestError(
+            "explanations come in JSON replies only; ask with Accept: application/json",
+            406,
+            "not_acceptable",
+        )
+    return asked
 
 
 def _sized_body(holder: ModelHolder, body: str | bytes | None, expected: str) -> str | bytes:
@@ -371,12 +520,20 @@ def infer(
     body = _sized_body(holder, body, "an inference request object")
     payload = parse_json(body)
     model = holder.get()
+    intervals = intervals_asked(model, open_inference.option(payload, "intervals"))
+    asked = open_inference.parameter(payload, "explain")
+    explaining = asked is not None and explain.requested(asked, "parameters")
     batch = open_inference.decode_infer(model.schema, payload, holder.settings.max_rows)
     answer = model.answer(batch.X)
     predictions = answer.predictions
     reply = open_inference.infer_reply(
         model, answer, open_inference.request_id(payload), batch.warnings
     )
+    if intervals is not None:
+        bounds = intervals.bounds(predictions)
+        reply["outputs"].append(open_inference.interval_output(bounds, intervals.coverage))
+    if explaining:
+        reply["outputs"] += open_inference.explanation_outputs(model.explain(batch.X))
     if scored is not None:
         scored(model, batch.X, predictions)
     return reply
@@ -411,10 +568,20 @@ def wants_csv(headers: Mapping[str, str]) -> bool:
     return False
 
 
-def csv_reply(predictions: list[Any], probabilities: list[dict[str, float]] | None = None) -> str:
+def csv_reply(
+    predictions: list[Any],
+    probabilities: list[dict[str, float]] | None = None,
+    intervals: list[list[float]] | None = None,
+) -> str:
     """One prediction per line, as SageMaker's scikit-learn container answers text/csv; for a
     classifier the label, then each class's probability (the order of GET /model's
-    classes.labels), no header. A label with a comma or quote is quoted as CSV quotes it."""
+    classes.labels), no header. A label with a comma or quote is quoted as CSV quotes it.
+    With intervals: the prediction, low, high."""
+    if intervals:
+        return "".join(
+            f"{p!r},{low!r},{high!r}\n"
+            for p, (low, high) in zip(predictions, intervals, strict=True)
+        )
     if not probabilities:
         return "".join(f"{p!r}\n" for p in predictions)
     return "".join(

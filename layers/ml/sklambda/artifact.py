@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,9 @@ def write_artifact(
         model_path = staging / MODEL_FILE
         joblib.dump(result.model, model_path)
         sha = sha256_file(model_path)
-        numpy_info = _write_numpy_form(staging / NUMPY_FILE, result.model, dataset)
+        numpy_info = _write_numpy_form(
+            staging / NUMPY_FILE, result.model, dataset, dataset.X[result.train_rows]
+        )
         now = datetime.now(UTC)
         estimator = result.model.regressor_ if hasattr(result.model, "regressor_") else result.model
         step = estimator.named_steps["model"]
@@ -87,7 +89,7 @@ def write_artifact(
         classes = _class_info(config, dataset, result)
         if classes is None:
             predicted = result.model.predict(fitted_X)
-        else:  # the profile's prediction: the index of the decided class
+        else:  # the profile's prediction: the index of the decided class (profiled by label)
             proba = result.model.predict_proba(fitted_X)
             predicted = decide(proba, classes.threshold, classes.positive_index).astype(float)
         manifest = Manifest(
@@ -113,7 +115,10 @@ def write_artifact(
             config=config.model_dump(mode="json"),
             parent_version=parent_version,
             final_fit=config.evaluation.final_fit,
-            profile=reference_profile(dataset.schema, fitted_X, predicted),
+            profile=reference_profile(
+                dataset.schema, fitted_X, predicted, classes.labels if classes else None
+            ),
+            intervals=result.intervals,
         )
         (staging / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
         if out_dir.exists():
@@ -143,17 +148,21 @@ def _class_info(config: ModelConfig, dataset: Dataset, result: TrainResult) -> C
     )
 
 
-def _write_numpy_form(path: Path, model: Any, dataset: Dataset) -> ArtifactInfo | None:
+def _write_numpy_form(
+    path: Path, model: Any, dataset: Dataset, fitted: np.ndarray
+) -> ArtifactInfo | None:
     """Write model.npz when the pipeline is linear and its numpy form, read back from the file,
     gives the pipeline's own predictions (a classifier's probabilities) on every training row,
     on unknown category codes, and on a row with every value missing that may be (a missing
-    level learned or not, indicators)."""
+    level learned or not, indicators). The file also holds the means of its columns over the
+    rows the model was `fitted` on: explanations' reference row (sklambda.explain)."""
     from sklambda.export import agrees, export
 
     exported = export(model)
     if exported is None or exported[1] is not None:
         return None
-    exported[0].save(path)
+    form = exported[0]
+    replace(form, means=form.transform(fitted).mean(axis=0)).save(path)
     unseen, missing = dataset.X[:1].copy(), dataset.X[:1].copy()
     for j, feature in enumerate(dataset.schema.features):
         if feature.type == "category":

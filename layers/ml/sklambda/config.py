@@ -143,6 +143,9 @@ class EvaluationConfig(_Frozen):
     # then those of the fit on the training split, and retraining compares such a champion by
     # its recorded holdout (sklambda.retrain).
     final_fit: Literal["train_split", "all_rows"] = "train_split"
+    # Regression: the coverage of the prediction intervals a request gets with
+    # "intervals": true (sklambda.conformal; other levels of its grid may be asked by number).
+    interval_coverage: float = Field(default=0.9, gt=0.0, lt=1.0)
 
 
 class CardConfig(_Frozen):

@@ -71,8 +71,7 @@ def _version(section: dict[str, Any]) -> str:
         return f"{head}<p>{escape(section['error'])}</p>"
     metric = section.get("live_metric")
     live = (
-        f"<p>live metric on {metric['rows']:,} labelled rows: rmse {metric['rmse']:,.4g}, "
-        f"mae {metric['mae']:,.4g}</p>"
+        f"<p>live metric on {metric['rows']:,} labelled rows: {_metric(metric)}</p>"
         if metric
         else "<p>no labels for these requests</p>"
     )
@@ -81,27 +80,43 @@ def _version(section: dict[str, Any]) -> str:
     return head + live + shadow + "".join(charts) + _chart("prediction", section["prediction"])
 
 
+def _metric(metric: dict[str, Any]) -> str:
+    """A live metric: a regressor's rmse and mae, a classifier's accuracy and macro F1."""
+    if "accuracy" in metric:
+        return f"accuracy {metric['accuracy']:.1%}, macro F1 {metric['f1_macro']:.3f}"
+    return f"rmse {metric['rmse']:,.4g}, mae {metric['mae']:,.4g}"
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _shadow(comparisons: list[dict[str, Any]]) -> str:
     """Champion vs shadow on the same live rows (sklambda.monitor.shadow_comparison)."""
     if not comparisons:
         return ""
 
-    def rmse(metric: dict[str, Any] | None) -> str:
-        return f"{metric['rmse']:,.4g} ({metric['rows']:,} labelled)" if metric else "no labels"
+    def live(metric: dict[str, Any] | None) -> str:
+        return f"{_metric(metric)} ({metric['rows']:,} labelled)" if metric else "no labels"
+
+    def agreement(c: dict[str, Any]) -> str:
+        within = c["agreement_tolerance"]
+        how = f"within {within:.0%}" if within else "same label"
+        return f"{_number(c['agreement'], '.1%')} ({how})"
 
     rows = "".join(
         f"<tr><td>{escape(c['version'])}</td><td>{c['rows']:,}</td>"
-        f"<td>{c['agreement']:.1%} (within {c['agreement_tolerance']:.0%})</td>"
-        f"<td>{c['mean_difference']:+,.4g}</td>"
-        f"<td>{c['mean_absolute_difference']:,.4g}</td>"
-        f"<td>{rmse(c['live_metric'])}</td><td>{rmse(c['champion_live_metric'])}</td></tr>"
+        f"<td>{agreement(c)}</td>"
+        f"<td>{_number(c['mean_difference'], '+,.4g')}</td>"
+        f"<td>{_number(c['mean_absolute_difference'], ',.4g')}</td>"
+        f"<td>{live(c['live_metric'])}</td><td>{live(c['champion_live_metric'])}</td></tr>"
         for c in comparisons
     )
     return (
         '<table class="shadow"><caption>champion vs shadow on live traffic</caption>'
         "<tr><th>shadow version</th><th>rows</th><th>agreement</th>"
         "<th>mean difference (shadow - champion)</th><th>mean absolute difference</th>"
-        "<th>shadow live rmse</th><th>champion live rmse</th></tr>"
+        "<th>shadow live metric</th><th>champion live metric</th></tr>"
         f"{rows}</table>"
     )
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from sklambda.classes import Label, positive_index
 from sklambda.config import ModelConfig, TargetConfig, Task
+from sklambda.conformal import IntervalInfo
 from sklambda.errors import (
     IntegrityError,
     ModelUnavailableError,
@@ -117,6 +118,10 @@ class Manifest(BaseModel):
     # What the training rows and the predictions on them looked like (sklambda.profile): the
     # drift monitor's reference. None in manifests written before it.
     profile: ReferenceProfile | None = None
+    # A regressor's conformal prediction intervals: half-widths per coverage level and the
+    # coverage measured on the holdout (sklambda.conformal). None for a classifier, and in
+    # manifests written before them (a request for intervals is then refused, saying so).
+    intervals: IntervalInfo | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -5,13 +5,19 @@ A classifier answers labels and, per row, each class's probability (`answer`).""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from sklambda.classes import Label, decide
 from sklambda.errors import DataValidationError, Problem
+from sklambda.explain import (
+    Explainer,
+    Explanation,
+    ExplanationUnavailableError,
+    explainer_for,
+)
 from sklambda.manifest import Manifest
 from sklambda.numpy_form import NumpyModel
 from sklambda.schema import MAX_PROBLEMS, FeatureSchema
@@ -43,6 +49,7 @@ class LoadedModel:
     schema: FeatureSchema = field(init=False)
     fast: bool = field(init=False, default=False)
     _predict: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False)
+    _explainer: Explainer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.schema = self.manifest.feature_schema
@@ -88,6 +95,28 @@ class LoadedModel:
         chosen = decide(output, info.threshold, info.positive_index)
         labels = [info.labels[i] for i in chosen.tolist()]
         return Answer(labels, output, tuple(info.labels))
+
+    def explain(self, X: np.ndarray) -> Explanation:
+        """Each feature's contribution to each row's prediction, on the model's scale
+        (sklambda.explain); a binary classifier's shown for its positive class. 409 for a
+        version that cannot explain. The explainer is built on first use, then kept."""
+        explanation = self._explaining().explain(X)
+        info = self.manifest.classes
+        return replace(explanation, positive=info.positive_index) if info else explanation
+
+    @property
+    def explainable(self) -> bool:
+        """Whether `explain` answers (a version without explanation data does not)."""
+        try:
+            self._explaining()
+        except ExplanationUnavailableError:
+            return False
+        return True
+
+    def _explaining(self) -> Explainer:
+        if self._explainer is None:
+            self._explainer = explainer_for(self.model, tuple(self.schema.names), self.classes)
+        return self._explainer
 
     def predict(self, X: np.ndarray) -> list[Any]:
         """The predictions alone: numbers, or a classifier's labels."""

@@ -20,6 +20,12 @@ Ground truth is optional: labels/<model>/<request_id>.json, {"label": y} or {"la
 (one per row), joined to the capture by request id and row; the live metric is computed on the
 rows that have one.
 
+A classifier's captured predictions are its labels ("Adelie", or 0/1): its prediction drift is
+PSI over the share of each predicted label against the training rows' (a manifest written before
+labels were profiled holds the predicted class index as a number: live labels are compared as
+that index), its live metric is accuracy, balanced accuracy and macro F1 against the labels, and
+champion and shadow agree on a row when they predict the same label.
+
 A record scored by the shadow model too (SHADOW_ALIAS) carries
 "shadow": {"model_version": "...", "prediction": ...}; each version's section then compares the
 two on the same live rows (champion vs shadow: agreement, mean difference, and the shadow's live
@@ -31,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -40,6 +46,7 @@ import numpy as np
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from sklambda.classes import Label
 from sklambda.drift_page import render
 from sklambda.errors import SklambdaError
 from sklambda.profile import (
@@ -47,6 +54,7 @@ from sklambda.profile import (
     LevelProfile,
     NumericProfile,
     ReferenceProfile,
+    label_text,
     level_name,
 )
 from sklambda.schema import MISSING, Feature, FeatureSchema, UnknownCategoryError
@@ -63,6 +71,9 @@ MAX_LABEL_FILES = 10_000  # labels read in one run (one GET each)
 # Champion and shadow "agree" on a row when they are this close, relative to the champion's
 # prediction (for class labels: equal).
 AGREEMENT_TOLERANCE = 0.05
+
+# A captured prediction (or label): a number, or a classifier's label as JSON carries it.
+Value = float | str
 
 
 class Cursor(BaseModel):
@@ -209,23 +220,25 @@ class _Rows:
     """Captured rows of one model version."""
 
     features: list[Mapping[str, Any]] = field(default_factory=list)
-    predictions: list[float] = field(default_factory=list)
+    predictions: list[Value] = field(default_factory=list)
     ids: list[tuple[str, int]] = field(default_factory=list)
     # By shadow version: (row index in the lists above, the shadow's prediction).
-    shadow: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    shadow: dict[str, list[tuple[int, Value]]] = field(default_factory=dict)
 
 
 def version_drift(
     profile: ReferenceProfile,
     schema: FeatureSchema,
     features: list[Mapping[str, Any]],
-    predictions: list[float],
+    predictions: Sequence[Value],
     *,
+    classes: Sequence[Label] | None = None,
     threshold: float = PSI_THRESHOLD,
     min_rows: int = MIN_ROWS,
 ) -> dict[str, Any]:
     """Per-feature PSI (and KS for numbers), the prediction's drift, and which features crossed
-    the threshold (only with at least min_rows live rows)."""
+    the threshold (only with at least min_rows live rows). `classes`: a classifier's labels
+    (its predictions are labels)."""
     out: dict[str, Any] = {}
     for feature in schema.features:
         reference = profile.features.get(feature.name)
@@ -245,15 +258,76 @@ def version_drift(
         out[feature.name]["drifted"] = bool(
             out[feature.name]["rows"] >= min_rows and out[feature.name]["psi"] > threshold
         )
-    prediction = numeric_drift(
-        profile.prediction, np.asarray(predictions, dtype=np.float64), profile.rows
-    )
+    prediction = prediction_drift(profile, predictions, classes)
     prediction["drifted"] = bool(prediction["rows"] >= min_rows and prediction["psi"] > threshold)
     return {
         "features": out,
         "prediction": prediction,
         "drifted": [name for name, d in out.items() if d["drifted"]],
     }
+
+
+def prediction_drift(
+    profile: ReferenceProfile, predictions: Sequence[Value], classes: Sequence[Label] | None
+) -> dict[str, Any]:
+    """The predictions against the profile's: a regressor's as a number (PSI over its bins,
+    KS), a classifier's labels as levels (PSI over the share of each label; one the model does
+    not have is "(unknown)"). "invalid": predictions of the wrong kind, left out."""
+    reference = profile.prediction
+    if isinstance(reference, LevelProfile):
+        names = set(reference.shares)
+        levels = [t if t in names else UNKNOWN_LEVEL for t in map(label_text, predictions)]
+        out = level_drift(reference, levels)
+    else:
+        if classes is None:
+            numbers = [float(p) for p in predictions if not isinstance(p, str)]
+        else:  # a profile of class indices (written before labels were profiled)
+            index = {label_text(label): float(i) for i, label in enumerate(classes)}
+            numbers = [index[t] for t in map(label_text, predictions) if t in index]
+        out = numeric_drift(reference, np.asarray(numbers, dtype=np.float64), profile.rows)
+    out["invalid"] = len(predictions) - out["rows"]
+    return out
+
+
+def classification_metric(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any] | None:
+    """accuracy, balanced accuracy (the mean recall of the labels present) and macro F1 of the
+    captured labels against the true ones (both as label_text)."""
+    if not y_true:
+        return None
+    truth, predicted = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    correct = truth == predicted
+    recall = [float(np.mean(correct[truth == c])) for c in sorted(set(y_true))]
+    f1 = []
+    for c in sorted(set(y_true) | set(y_pred)):
+        hits = float(np.sum(correct & (truth == c)))
+        wrong = float(np.sum(truth == c)) + float(np.sum(predicted == c))
+        f1.append(2 * hits / wrong if wrong else 0.0)
+    return {
+        "rows": len(y_true),
+        "accuracy": float(np.mean(correct)),
+        "balanced_accuracy": float(np.mean(recall)),
+        "f1_macro": float(np.mean(f1)),
+    }
+
+
+def task_metric(
+    y_true: Sequence[Value], y_pred: Sequence[Value], classifier: bool
+) -> dict[str, Any] | None:
+    """The live metric of predictions against labels: a classifier's by label, a regressor's
+    on the pairs where both are numbers."""
+    if classifier:
+        return classification_metric(
+            [label_text(y) for y in y_true], [label_text(p) for p in y_pred]
+        )
+    pairs = [
+        (y, p)
+        for y, p in zip(y_true, y_pred, strict=True)
+        if not isinstance(y, str) and not isinstance(p, str)
+    ]
+    return live_metric(
+        np.asarray([y for y, _ in pairs], dtype=np.float64),
+        np.asarray([p for _, p in pairs], dtype=np.float64),
+    )
 
 
 def live_metric(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float] | None:
@@ -327,11 +401,20 @@ def _lines(s3: S3Client, bucket: str, keys: Iterable[str]) -> Iterator[dict[str,
             yield record if isinstance(record, dict) else None
 
 
+def _value(raw: Any) -> Value | None:
+    """A captured prediction or a label: a finite number or a non-empty string; else None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
+        return float(raw) if math.isfinite(raw) else None
+    return raw if isinstance(raw, str) and raw.strip() else None
+
+
 def _labels(
     s3: S3Client, bucket: str, model: str, request_ids: set[str]
-) -> dict[tuple[str, int], float]:
+) -> dict[tuple[str, int], Value]:
     """Labels of the captured requests that have a file under labels/<model>/."""
-    found: dict[tuple[str, int], float] = {}
+    found: dict[tuple[str, int], Value] = {}
     prefix = f"labels/{model}/"
     wanted = [
         key
@@ -343,10 +426,10 @@ def _labels(
         try:
             raw = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
             values = raw["labels"] if "labels" in raw else [raw["label"]]
-            for row, value in enumerate(values):
-                number = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if number and math.isfinite(value):
-                    found[(request_id, row)] = float(value)
+            for row, raw_value in enumerate(values):
+                value = _value(raw_value)
+                if value is not None:
+                    found[(request_id, row)] = value
         except (ValueError, KeyError, TypeError):
             continue  # a garbled label file joins nothing
     return found
@@ -354,30 +437,49 @@ def _labels(
 
 def shadow_comparison(
     version: str,
-    scored: list[tuple[int, float]],
+    scored: list[tuple[int, Value]],
     rows: _Rows,
-    labels: Mapping[tuple[str, int], float],
+    labels: Mapping[tuple[str, int], Value],
+    *,
+    classifier: bool = False,
 ) -> dict[str, Any]:
-    """The shadow model against the champion on the rows both scored: how often they agree,
-    their mean (and mean absolute) difference, and both live metrics on the labelled ones."""
+    """The shadow model against the champion on the rows both scored: how often they agree
+    (a classifier's: the same label; a regressor's: within AGREEMENT_TOLERANCE), a regressor's
+    mean (and mean absolute) difference, and both live metrics on the labelled ones."""
     index = [i for i, _ in scored]
-    shadow = np.asarray([p for _, p in scored], dtype=np.float64)
-    champion = np.asarray([rows.predictions[i] for i in index], dtype=np.float64)
-    diff = shadow - champion
-    close = np.abs(diff) <= AGREEMENT_TOLERANCE * np.abs(champion)
-    labelled = [(k, labels[rows.ids[i]]) for k, i in enumerate(index) if rows.ids[i] in labels]
-    y = np.asarray([label for _, label in labelled], dtype=np.float64)
-    at = [k for k, _ in labelled]
-    return {
-        "version": version,
-        "rows": len(index),
-        "agreement": round(float(np.mean(close)), 4),
-        "agreement_tolerance": AGREEMENT_TOLERANCE,
-        "mean_difference": float(np.mean(diff)),
-        "mean_absolute_difference": float(np.mean(np.abs(diff))),
-        "live_metric": live_metric(y, shadow[at]),
-        "champion_live_metric": live_metric(y, champion[at]),
-    }
+    shadow = [p for _, p in scored]
+    champion = [rows.predictions[i] for i in index]
+    out: dict[str, Any] = {"version": version, "rows": len(index)}
+    if classifier:
+        same = [label_text(a) == label_text(b) for a, b in zip(shadow, champion, strict=True)]
+        out |= {
+            "agreement": round(float(np.mean(same)), 4) if same else None,
+            "agreement_tolerance": 0.0,
+            "mean_difference": None,
+            "mean_absolute_difference": None,
+        }
+    else:
+        pairs = [
+            (float(a), float(b))
+            for a, b in zip(shadow, champion, strict=True)
+            if not isinstance(a, str) and not isinstance(b, str)
+        ]
+        diff = np.asarray([a - b for a, b in pairs], dtype=np.float64)
+        base = np.abs(np.asarray([b for _, b in pairs], dtype=np.float64))
+        empty = diff.size == 0
+        out |= {
+            "agreement": None
+            if empty
+            else round(float(np.mean(np.abs(diff) <= AGREEMENT_TOLERANCE * base)), 4),
+            "agreement_tolerance": AGREEMENT_TOLERANCE,
+            "mean_difference": None if empty else float(np.mean(diff)),
+            "mean_absolute_difference": None if empty else float(np.mean(np.abs(diff))),
+        }
+    at = [k for k, i in enumerate(index) if rows.ids[i] in labels]
+    y = [labels[rows.ids[index[k]]] for k in at]
+    out["live_metric"] = task_metric(y, [shadow[k] for k in at], classifier)
+    out["champion_live_metric"] = task_metric(y, [champion[k] for k in at], classifier)
+    return out
 
 
 @dataclass(frozen=True)
@@ -411,25 +513,25 @@ def run_monitor(
     bad = 0
     for record in _lines(s3, bucket, keys):
         features = record.get("features") if record else None
-        prediction = record.get("prediction") if record else None
+        prediction = _value(record.get("prediction")) if record else None
         if (
             record is None
             or not isinstance(features, dict)
-            or not isinstance(prediction, (int, float))
+            or prediction is None
             or not isinstance(record.get("model_version"), str)
         ):
             bad += 1
             continue
         rows = by_version[record["model_version"]]
         rows.features.append(features)
-        rows.predictions.append(float(prediction))
+        rows.predictions.append(prediction)
         rows.ids.append((str(record.get("request_id", "")), int(record.get("row", 0) or 0)))
         shadow = record.get("shadow")
         if isinstance(shadow, dict) and isinstance(shadow.get("model_version"), str):
-            value = shadow.get("prediction")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = _value(shadow.get("prediction"))
+            if value is not None:
                 scored = rows.shadow.setdefault(shadow["model_version"], [])
-                scored.append((len(rows.predictions) - 1, float(value)))
+                scored.append((len(rows.predictions) - 1, value))
     report = None
     written = None
     if keys:
@@ -491,12 +593,14 @@ def _report(
             section["error"] = "its manifest has no reference profile (trained before profiles)"
             versions.append(section)
             continue
+        classes = manifest.classes.labels if manifest.classes else None
         section.update(
             version_drift(
                 manifest.profile,
                 manifest.feature_schema,
                 rows.features,
                 rows.predictions,
+                classes=classes,
                 threshold=threshold,
                 min_rows=min_rows,
             )
@@ -504,14 +608,14 @@ def _report(
         joined = [
             (labels[i], p) for i, p in zip(rows.ids, rows.predictions, strict=True) if i in labels
         ]
-        metric = live_metric(np.asarray([y for y, _ in joined]), np.asarray([p for _, p in joined]))
+        metric = task_metric([y for y, _ in joined], [p for _, p in joined], bool(classes))
         section["live_metric"] = metric and {
             **metric,
             "holdout": manifest.metrics.get("holdout"),
         }
         if rows.shadow:
             section["shadow"] = [
-                shadow_comparison(version, scored, rows, labels)
+                shadow_comparison(version, scored, rows, labels, classifier=bool(classes))
                 for version, scored in sorted(rows.shadow.items())
             ]
         versions.append(section)

@@ -21,7 +21,15 @@ MODEL_FILE: Final = "model.joblib"
 NUMPY_FILE: Final = "model.npz"
 
 NameKind = Literal[
-    "model name", "version", "run id", "alias", "sha256", "dataset key", "job id", "part number"
+    "model name",
+    "version",
+    "run id",
+    "alias",
+    "sha256",
+    "dataset key",
+    "job id",
+    "part number",
+    "extra file",
 ]
 
 _TIMESTAMPED = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$"  # sklambda.artifact.new_version, new_run_id
@@ -38,6 +46,8 @@ PATTERNS: Final[dict[NameKind, str]] = {
     "job id": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$",
     # A batch part: the 0-based index of its first row in the input (zero-padded in keys).
     "part number": r"^(?:0|[1-9][0-9]{0,9})$",
+    # A file published beside a version's artifacts (report.html): one plain file name.
+    "extra file": r"^[a-z0-9][a-z0-9_-]{0,62}\.(?:html|json|txt|md|png|svg)$",
 }
 EXPECTED: Final[dict[NameKind, str]] = {
     "model name": "lower-case letters, digits and dashes, at most 63",
@@ -48,6 +58,7 @@ EXPECTED: Final[dict[NameKind, str]] = {
     "dataset key": "datasets/<model name>/<file>.csv",
     "job id": "letters, digits, dashes and underscores, starting alphanumeric, at most 80",
     "part number": "a whole number from 0 to 9,999,999,999",
+    "extra file": "a lower-case file name ending .html, .json, .txt, .md, .png or .svg",
 }
 
 ModelName = Annotated[str, StringConstraints(pattern=PATTERNS["model name"])]

@@ -87,6 +87,9 @@ class NumpyModel:
     intercept: float | np.ndarray = 0.0
     inverse: str = ""
     link: str = ""
+    # The training means of the columns `transform` outputs (explanations' reference row);
+    # None in a file written before they were (sklambda.explain then answers 409).
+    means: np.ndarray | None = None
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         parts = [block.apply(X) for block in self.blocks]
@@ -126,6 +129,8 @@ class NumpyModel:
         if self.coef is not None:
             out["coef"] = self.coef
             out["intercept"] = np.array(self.intercept)
+        if self.means is not None:
+            out["means"] = self.means
         for i, block in enumerate(self.blocks):
             out[f"block{i}.kind"] = np.array(block.kind)
             out[f"block{i}.cols"] = block.cols
@@ -198,4 +203,17 @@ class NumpyModel:
             intercept=intercept,
             inverse=str(arrays["inverse"]),
             link=link,
+            means=_means(arrays, coef),
         )
+
+
+def _means(arrays: Mapping[str, np.ndarray], coef: np.ndarray | None) -> np.ndarray | None:
+    """The training means of the columns, if the file has them (any format may: an older
+    reader ignores them), one per coefficient."""
+    means = arrays.get("means")
+    if means is None:
+        return None
+    means = np.asarray(means, dtype=np.float64)
+    if coef is None or means.shape != (np.asarray(coef).shape[-1],):
+        raise ValueError("the training means do not match the coefficients")
+    return means

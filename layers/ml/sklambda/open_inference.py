@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sklambda.errors import DataValidationError, Problem, ProblemLog, RequestError, SklambdaError
+from sklambda.explain import Explanation
 from sklambda.model import Answer, LoadedModel
 from sklambda.request_formats import Batch, check_size
 from sklambda.schema import FeatureSchema
@@ -24,6 +25,8 @@ from sklambda.schema import FeatureSchema
 PLATFORM = "sklearn"
 OUTPUT = "predictions"
 PROBABILITIES = "probabilities"  # a classifier's second output: shape [n, classes], FP64
+CONTRIBUTIONS, BASE = "contributions", "base"  # explanations, asked by parameters {"explain": true}
+INTERVALS = "intervals"  # asked by parameters {"intervals": 0.9}: a regressor's, shape [n, 2]
 DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "category": "BYTES"}
 HELP = (
     "send {'inputs': [{'name': <feature>, 'shape': [n], 'datatype': ..., 'data': [...]}, ...]} "
@@ -110,9 +113,70 @@ def infer_reply(
     return reply
 
 
+def explanation_outputs(explanation: Explanation) -> list[dict[str, Any]]:
+    """Explanations (asked by parameters {"explain": true}) as two FP64 output tensors:
+    `contributions`, shape [n, features] (a regressor's; a binary classifier's for its positive
+    class) or [n, classes, features] (multiclass), and `base`, shape [1] or [classes]. Features
+    in the order of the model's inputs, classes in that of `probabilities`; the parameters say
+    which, and the scale they add up on (base + the row's contributions)."""
+    base, contributions = explanation.shown()
+    parameters: dict[str, Any] = {
+        "scale": explanation.scale,
+        "features": ",".join(explanation.features),
+    }
+    if explanation.shown_class is not None:
+        parameters["class"] = explanation.shown_class
+    elif explanation.multiclass:
+        parameters["classes"] = ",".join(str(c) for c in explanation.columns)
+    return [
+        {
+            "name": CONTRIBUTIONS,
+            "datatype": "FP64",
+            "shape": list(contributions.shape),
+            "data": contributions.ravel().tolist(),
+            "parameters": parameters,
+        },
+        {
+            "name": BASE,
+            "datatype": "FP64",
+            "shape": list(base.shape),
+            "data": base.tolist(),
+            "parameters": parameters,
+        },
+    ]
+
+
 def request_id(body: Any) -> str | None:
     value = body.get("id") if isinstance(body, Mapping) else None
     return value if isinstance(value, str) else None
+
+
+def parameter(body: Any, key: str) -> Any:
+    """A request option's value from the request's `parameters` (None when absent; a
+    malformed `parameters` is decode_infer's 400)."""
+    given = option(body, key)
+    return given[0] if given is not None else None
+
+
+def option(body: Any, key: str) -> tuple[Any, str] | None:
+    """A request option from the request's `parameters`, and where it was given (the shape of
+    sklambda.api.option); None when absent."""
+    parameters = body.get("parameters") if isinstance(body, Mapping) else None
+    if isinstance(parameters, Mapping) and key in parameters:
+        return parameters[key], "parameters"
+    return None
+
+
+def interval_output(bounds: list[list[float]], coverage: float) -> dict[str, Any]:
+    """A regressor's prediction intervals as an output tensor: FP64 of shape [n, 2] (low,
+    high per row, row-major), its coverage in the tensor's parameters."""
+    return {
+        "name": INTERVALS,
+        "datatype": "FP64",
+        "shape": [len(bounds), 2],
+        "data": [value for pair in bounds for value in pair],
+        "parameters": {"coverage": coverage},
+    }
 
 
 def decode_infer(schema: FeatureSchema, body: Any, max_rows: int) -> Batch:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sklambda.errors import DataValidationError
@@ -273,15 +273,23 @@ def for_model(
     preferred_example: Mapping[str, Any],
     *,
     schema_name: str | None = None,
+    intervals: Sequence[float] | None = None,
+    explainable: bool = True,
 ) -> dict[str, Any]:
     """A copy of `document` whose POST /predict body is exactly what this model accepts, with
     examples this model answers; `schema_name` (the model's name) is the one name the V2 routes'
-    {name} takes."""
+    {name} takes; `intervals`, the coverage levels the model has (none: it has no intervals),
+    documents the `intervals` option (interval_option, interval_parameter)."""
     out = copy.deepcopy(document)
     components = out.setdefault("components", {}).setdefault("schemas", {})
     components["Record"] = record_schema(schema)
     components["Row"] = row_schema(schema)
     components["PredictBody"] = request_schema(schema, max_rows)
+    if intervals is not None:
+        components["PredictBody"] = with_option(
+            components["PredictBody"], "intervals", interval_option(intervals)
+        )
+    components["PredictBody"] = with_option(components["PredictBody"], "explain", EXPLAIN_OPTION)
     components["CsvBody"] = csv_schema(schema, max_rows)
     record = example_record(schema, preferred_example)
     row = ",".join(_cell(record[name]) for name in schema.names)
@@ -293,6 +301,21 @@ def for_model(
         for media in body["content"].values():
             media["schema"] = {"$ref": "#/components/schemas/PredictBody"}
             media["examples"] = examples(record, schema.names)
+            if explainable:  # else asking is a 409 (a version without explanation data)
+                media["examples"]["explain"] = {
+                    "summary": "one record, with each feature's contribution to its prediction",
+                    "value": {**record, "explain": True},
+                }
+            if intervals:
+                level = 0.9 if 0.9 in intervals else intervals[-1]
+                media["examples"]["intervals"] = {
+                    "summary": f"one record, with its {level:.0%} prediction interval",
+                    "value": {**record, "intervals": level},
+                }
+        if intervals is not None:
+            parameters = out["paths"][path]["post"].setdefault("parameters", [])
+            parameters.append(interval_parameter(intervals))
+        out["paths"][path]["post"].setdefault("parameters", []).append(EXPLAIN_PARAMETER)
         body["content"]["text/csv"] = {
             "schema": {"$ref": "#/components/schemas/CsvBody"},
             "examples": {
@@ -314,6 +337,60 @@ def for_model(
     served = f"Request bodies are described for the model being served: {model}."
     info["description"] = "\n\n".join(filter(None, [info.get("description"), served]))
     return out
+
+
+# The `explain` option (sklambda.explain): a JSON boolean in any body form, or the query string.
+EXPLAIN_OPTION: dict[str, Any] = {
+    "type": "boolean",
+    "description": "true: the reply's `explanations` give, per row, each feature's "
+    "contribution to the prediction and the base value they add up from, on the model's scale",
+}
+EXPLAIN_PARAMETER: dict[str, Any] = {
+    "name": "explain",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+    "description": "explanations in the reply (also for CSV bodies; JSON replies only); the "
+    "JSON body's `explain` wins",
+}
+
+
+def with_option(body: dict[str, Any], name: str, option: dict[str, Any]) -> dict[str, Any]:
+    """A request schema (request_schema) whose every form may carry the option `name` at its
+    top level."""
+    out = copy.deepcopy(body)
+    for form in out["anyOf"]:
+        if "allOf" in form:
+            form["allOf"].append({"properties": {name: option}})
+        else:
+            form.setdefault("properties", {})[name] = option
+    return out
+
+
+def interval_option(levels: Sequence[float]) -> dict[str, Any]:
+    """The `intervals` option's JSON value: true (the model's default coverage), false, or one
+    of its levels; for a model without intervals (a classifier, or trained before them), only
+    false."""
+    if not levels:
+        return {"const": False, "description": "this model has no prediction intervals"}
+    return {
+        "anyOf": [{"type": "boolean"}, {"type": "number", "enum": list(levels)}],
+        "description": "prediction intervals in the reply: true for the model's default "
+        "coverage, or one of its levels (GET /model: intervals.levels)",
+    }
+
+
+def interval_parameter(levels: Sequence[float]) -> dict[str, Any]:
+    """The `intervals` query parameter of POST /predict (also for CSV bodies)."""
+    words = ["true", "false", *(f"{c:g}" for c in levels)] if levels else ["false"]
+    return {
+        "name": "intervals",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": words},
+        "description": "prediction intervals in the reply (regression): true for the model's "
+        "default coverage, or a level such as 0.9; the JSON body's `intervals` wins",
+    }
 
 
 def server_url(requested_path: str, route_path: str) -> str:

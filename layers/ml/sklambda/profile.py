@@ -5,17 +5,21 @@ numpy and pydantic only (it is read wherever a manifest is read, including a pre
 Numbers and integers keep quantile bin edges with each bin's share (for PSI) and a fine grid of
 quantiles (the training distribution function, for a KS statistic); categories and booleans keep
 each level's share. Every share is of all training rows, the missing share beside them, so a
-feature's shares sum to 1.
+feature's shares sum to 1. A regressor's predictions are profiled as a number; a classifier's as
+the share of each predicted label (keyed by the label's text: "Adelie", "1"). Manifests written
+before that hold a classifier's predicted class index as a number; sklambda.monitor reads both.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from sklambda.classes import Label
 from sklambda.schema import Feature, FeatureSchema
 
 PSI_BINS = 10
@@ -67,7 +71,8 @@ class ReferenceProfile(BaseModel):
     model_config = ConfigDict(frozen=True)
     rows: int = Field(gt=0)
     features: dict[str, FeatureProfile]
-    prediction: NumericProfile
+    # A regressor's: numeric; a classifier's: levels (each predicted label's share).
+    prediction: FeatureProfile
 
 
 def _bin_shares(values: np.ndarray, edges: list[float]) -> list[float]:
@@ -100,8 +105,25 @@ def numeric_profile(values: np.ndarray, bins: int = PSI_BINS) -> NumericProfile:
 
 def level_profile(feature: Feature, codes: np.ndarray) -> LevelProfile:
     """Shares of each level (categories by name, booleans as "false"/"true") and of missing."""
-    codes = np.asarray(codes, dtype=np.float64)
     names = list(feature.categories) if feature.type == "category" else ["false", "true"]
+    return _level_shares(names, codes)
+
+
+def label_text(label: object) -> str:
+    """A class label's name in a profile and a drift report: its text, a whole number without
+    a decimal point (a label file may write 1.0 for the label 1)."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def label_profile(labels: Sequence[Label], indices: np.ndarray) -> LevelProfile:
+    """A classifier's predictions (the index of each decided label) as each label's share."""
+    return _level_shares([label_text(label) for label in labels], indices)
+
+
+def _level_shares(names: list[str], codes: np.ndarray) -> LevelProfile:
+    codes = np.asarray(codes, dtype=np.float64)
     present = codes[~np.isnan(codes)].astype(np.int64)
     counts = np.bincount(present, minlength=len(names)) if present.size else np.zeros(len(names))
     total = max(codes.size, 1)
@@ -112,9 +134,13 @@ def level_profile(feature: Feature, codes: np.ndarray) -> LevelProfile:
 
 
 def reference_profile(
-    schema: FeatureSchema, X: np.ndarray, predictions: np.ndarray
+    schema: FeatureSchema,
+    X: np.ndarray,
+    predictions: np.ndarray,
+    classes: Sequence[Label] | None = None,
 ) -> ReferenceProfile:
-    """The profile of the encoded training rows X (schema order) and the model's predictions."""
+    """The profile of the encoded training rows X (schema order) and the model's predictions:
+    numbers, or for a classifier (`classes`: its labels) the index of each decided label."""
     features: dict[str, NumericProfile | LevelProfile] = {}
     for j, feature in enumerate(schema.features):
         column = X[:, j]
@@ -123,9 +149,10 @@ def reference_profile(
             if feature.type in ("number", "integer")
             else level_profile(feature, column)
         )
-    return ReferenceProfile(
-        rows=int(X.shape[0]), features=features, prediction=numeric_profile(predictions)
+    prediction = (
+        numeric_profile(predictions) if classes is None else label_profile(classes, predictions)
     )
+    return ReferenceProfile(rows=int(X.shape[0]), features=features, prediction=prediction)
 
 
 def level_name(feature: Feature, value: float) -> str:

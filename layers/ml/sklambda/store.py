@@ -1,8 +1,9 @@
 """S3 model registry: immutable versions, verified uploads, aliases moved by conditional writes.
 
 Layout under the bucket:
-  models/<name>/versions/<version>/model.joblib, model.npz, attestation.json, manifest.json
-                                       (never overwritten; attestation.json when signed)
+  models/<name>/versions/<version>/model.joblib, model.npz, report.html, attestation.json,
+                                   manifest.json (never overwritten; attestation.json when
+                                   signed, report.html when training wrote one)
   models/<name>/aliases/<alias>.json   {"version", "sha256", "numpy_sha256", "promoted_at", ...}
   models/<name>/runs/<run-id>.json     retrain run records
   datasets/<name>/*.csv                training data a retrain reads (one table, same header)
@@ -21,6 +22,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +68,15 @@ SERVING_S3_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 2},
 )
 DATASET_PREFIX = "datasets"
+# What a browser or a download is told a version's file is (anything else: bytes).
+CONTENT_TYPES = {
+    "json": "application/json",
+    "html": "text/html; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+    "md": "text/markdown; charset=utf-8",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True)
@@ -134,19 +145,26 @@ class ModelStore:
 
     # --- publish --------------------------------------------------------------------------
 
-    def publish(self, folder: Path, signer: Signer | None = None) -> Manifest:
+    def publish(
+        self,
+        folder: Path,
+        signer: Signer | None = None,
+        extras: Mapping[str, Path] | None = None,
+    ) -> Manifest:
         """Upload a trained artifact folder as a new immutable version, verified byte for byte,
-        and signed (attestation.json) when a signer is given.
+        and signed (attestation.json) when a signer is given. `extras` (file name -> local
+        path, e.g. {"report.html": ...}) are published into the version's folder too.
 
-        The model goes first, then the attestation, and the manifest last, each written only if
-        absent. A version is complete only when both the attestation and the manifest exist;
-        the manifest is last because its presence is what marks a version as published (the
-        check below, versions(), resolve), so a version that looks published is never waiting
-        for its signature, and nothing can overwrite it.
+        The model goes first, then the extras, then the attestation, and the manifest last,
+        each written only if absent. A version is complete only when all of them exist; the
+        manifest is last because its presence is what marks a version as published (the check
+        below, versions(), resolve), so a version that looks published is never waiting for
+        its signature or its report, and nothing can overwrite it.
         """
         manifest = read_manifest(folder)  # its artifact keys are known file names, not paths
         for info in manifest.artifacts:
             verify_file(folder / info.key, manifest, info)
+        extra_files = self._extra_files(manifest, extras or {})
         base = self.version_prefix(manifest.name, manifest.version)
         if self._exists(base + MANIFEST_FILE):
             raise RegistryError(
@@ -162,21 +180,37 @@ class ModelStore:
         for info in manifest.artifacts:
             self._put_new(base + info.key, (folder / info.key).read_bytes())
             self._verify_remote(base + info.key, info)
+        for name, content in extra_files.items():
+            self._put_new(base + name, content)
+            if self.s3.get_object(Bucket=self.bucket, Key=base + name)["Body"].read() != content:
+                raise IntegrityError(f"upload of {base + name} does not match the local file")
         if attestation is not None:
             self._put_new(base + ATTESTATION_FILE, attestation.to_json().encode())
         self._put_new(base + MANIFEST_FILE, body)
         return manifest
 
+    @staticmethod
+    def _extra_files(manifest: Manifest, extras: Mapping[str, Path]) -> dict[str, bytes]:
+        """Each extra file's bytes, read before anything is uploaded; its name must be a plain
+        file name (sklambda.names) that is none of the version's own files."""
+        reserved = {MANIFEST_FILE, ATTESTATION_FILE, *(info.key for info in manifest.artifacts)}
+        out: dict[str, bytes] = {}
+        for name, path in extras.items():
+            validate_name("extra file", name)
+            if name in reserved:
+                raise InvalidNameError(f"invalid extra file {name!r}: the version's own file")
+            out[name] = Path(path).read_bytes()
+        return out
+
     def _put_new(self, key: str, body: bytes) -> None:
+        suffix = key.rsplit(".", 1)[-1]
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
                 IfNoneMatch="*",
-                ContentType="application/json"
-                if key.endswith(".json")
-                else "application/octet-stream",
+                ContentType=CONTENT_TYPES.get(suffix, "application/octet-stream"),
             )
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):

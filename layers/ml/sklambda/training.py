@@ -30,8 +30,9 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 from sklambda.classes import Label, decide, json_label, positive_index
 from sklambda.config import METRIC_HIGHER_IS_BETTER, EstimatorConfig, ModelConfig, TargetConfig
+from sklambda.conformal import IntervalInfo, Scale, interval_info, residuals
 from sklambda.data import Dataset
-from sklambda.errors import ConfigError, DataValidationError
+from sklambda.errors import ConfigError, DataValidationError, Problem
 from sklambda.schema import Feature, FeatureSchema
 
 # Each task's estimator kinds (sklambda.config.KINDS) as scikit-learn classes.
@@ -72,6 +73,7 @@ class TrainResult:
     train_rows: np.ndarray
     holdout_rows: np.ndarray
     classes: list[Label] = field(default_factory=list)  # a classifier's, in predict_proba order
+    intervals: IntervalInfo | None = None  # a regressor's conformal intervals (sklambda.conformal)
 
 
 def make_estimator(spec: EstimatorConfig, seed: int, task: str = "regression") -> BaseEstimator:
@@ -348,6 +350,54 @@ def class_labels(config: ModelConfig, dataset: Dataset) -> list[Label]:
     return classes
 
 
+# What sklambda.data.prepare takes from each feature's config into the dataset's schema.
+_PREPARED_FROM_CONFIG = ("type", "transform", "required")
+
+
+def check_dataset(config: ModelConfig, dataset: Dataset) -> None:
+    """Refuse a Dataset prepared (sklambda.data.prepare) for another config: the model is
+    fitted on its X and schema, and the manifest publishes that schema, so a config with
+    other features would otherwise train, and be named for, the dataset's model."""
+    problems: list[Problem] = []
+    have = {f.name: f for f in dataset.schema.features}
+    wanted = {f.name: f for f in config.features}
+    for spec in config.features:
+        feature = have.get(spec.name)
+        if feature is None:
+            problems.append(Problem(spec.name, "in the config, not in the dataset"))
+            continue
+        for key in _PREPARED_FROM_CONFIG:
+            mine, theirs = getattr(spec, key), getattr(feature, key)
+            if mine != theirs:
+                problems.append(
+                    Problem(spec.name, f"{key} {mine} in the config, {theirs} in the dataset")
+                )
+        if spec.categories and tuple(spec.categories) != feature.categories:
+            problems.append(Problem(spec.name, "other categories in the config"))
+        if spec.type == "category" and feature.unknown != config.unknown_categories:
+            problems.append(
+                Problem(
+                    spec.name,
+                    f"unknown_categories {config.unknown_categories} in the config, "
+                    f"{feature.unknown} in the dataset",
+                )
+            )
+    problems += [
+        Problem(name, "in the dataset, not in the config") for name in have if name not in wanted
+    ]
+    if problems:
+        raise ConfigError(
+            "the dataset was prepared for another config; prepare it from this one "
+            "(sklambda.data.prepare)",
+            problems,
+        )
+    if list(have) != list(wanted):
+        raise ConfigError(
+            "the dataset's features are in another order than the config's; prepare it from "
+            "this one (sklambda.data.prepare)"
+        )
+
+
 def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = None) -> TrainResult:
     """k-fold CV on all rows (stratified by class for a classifier); then the holdout: a fit on
     the training split, scored on the rows it was not fitted on, beside a trivial baseline
@@ -355,32 +405,16 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
     The shipped model is that fit (final_fit "train_split": a later retrain can score it on the
     same rows without leakage, see holdout_indices) or, with "all_rows", a refit on every row
     once evaluation is done. "fit" holds the shipped model's in-sample metrics on the rows it
-    was fitted on; a classifier's metrics add the holdout's confusion matrix."""
+    was fitted on; a classifier's metrics add the holdout's confusion matrix. The dataset must
+    have been prepared from this config (check_dataset)."""
+    check_dataset(config, dataset)
     say = progress or (lambda _msg: None)
     ev = config.evaluation
     primary = ev.primary_metric
     started = time.perf_counter()
     X, y = dataset.X, dataset.y
     classes = class_labels(config, dataset)
-    if classes:
-        split = StratifiedKFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(
-            X, y.astype(str)
-        )
-    else:
-        split = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(X)
-    fold_metrics = []
-    for k, (tr, te) in enumerate(split, start=1):
-        model = fit_pipeline(config, dataset.schema, X[tr], y[tr])
-        fold_metrics.append(evaluate(config, model, X[te], y[te], classes))
-        say(f"cv fold {k}/{ev.cv_folds}: {primary}={fold_metrics[-1].get(primary, math.nan):.3f}")
-    names = [n for n in fold_metrics[0] if all(n in m for m in fold_metrics)]
-    cv = {
-        name: {
-            "mean": float(np.mean([m[name] for m in fold_metrics])),
-            "sd": float(np.std([m[name] for m in fold_metrics], ddof=1)),
-        }
-        for name in names
-    }
+    cv, out_of_fold = _cross_validate(config, dataset, classes, say)
     tr, te = holdout_indices(dataset, config)
     if classes:
         absent = sorted(set(classes) - {json_label(v) for v in y[tr].tolist()}, key=str)
@@ -400,6 +434,11 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
         baseline: Any = DummyClassifier(strategy="prior").fit(X[tr], y[tr])
     else:
         baseline = DummyRegressor(strategy="mean").fit(X[tr], y[tr])
+    intervals = None
+    if not classes:
+        intervals = _intervals(
+            config, dataset, split=(tr, te), evaluated=evaluated, out_of_fold=out_of_fold, say=say
+        )
     final, fitted = evaluated, tr
     refit = ""
     if ev.final_fit == "all_rows":
@@ -433,7 +472,100 @@ def train(config: ModelConfig, dataset: Dataset, progress: Progress | None = Non
             ),
             "of": "holdout rows: one row per true label, one column per predicted label",
         }
-    return TrainResult(final, metrics, time.perf_counter() - started, fitted, te, classes)
+    seconds = time.perf_counter() - started
+    return TrainResult(final, metrics, seconds, fitted, te, classes, intervals)
+
+
+def _cross_validate(
+    config: ModelConfig, dataset: Dataset, classes: list[Label], say: Progress
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
+    """k-fold CV on all rows (stratified by class for a classifier): each metric's mean and sd
+    over the folds, and a regressor's out-of-fold predictions (the intervals of an all_rows fit;
+    NaN for a classifier)."""
+    ev = config.evaluation
+    X, y = dataset.X, dataset.y
+    if classes:
+        split = StratifiedKFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(
+            X, y.astype(str)
+        )
+    else:
+        split = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed).split(X)
+    fold_metrics = []
+    out_of_fold = np.full(len(y), np.nan)
+    for k, (tr, te) in enumerate(split, start=1):
+        model = fit_pipeline(config, dataset.schema, X[tr], y[tr])
+        fold_metrics.append(evaluate(config, model, X[te], y[te], classes))
+        if not classes:
+            out_of_fold[te] = model.predict(X[te])
+        score = fold_metrics[-1].get(ev.primary_metric, math.nan)
+        say(f"cv fold {k}/{ev.cv_folds}: {ev.primary_metric}={score:.3f}")
+    names = [n for n in fold_metrics[0] if all(n in m for m in fold_metrics)]
+    cv = {
+        name: {
+            "mean": float(np.mean([m[name] for m in fold_metrics])),
+            "sd": float(np.std([m[name] for m in fold_metrics], ddof=1)),
+        }
+        for name in names
+    }
+    return cv, out_of_fold
+
+
+def _intervals(
+    config: ModelConfig,
+    dataset: Dataset,
+    *,
+    split: tuple[np.ndarray, np.ndarray],
+    evaluated: Any,
+    out_of_fold: np.ndarray,
+    say: Progress,
+) -> IntervalInfo | None:
+    """Cross-conformal intervals (sklambda.conformal) at the configured coverage and the grid's.
+
+    Calibration: out-of-fold residuals of a k-fold over the training split alone (k fits more),
+    so the holdout rows stay unseen and the measured coverage is honest. With final_fit
+    "train_split" those residuals give the half-widths served with the model fitted on the
+    training split, and the holdout measures exactly what a client gets. With "all_rows" the
+    served half-widths come from the CV over every row (`out_of_fold`: fits on (k-1)/k of the
+    rows, as the served model is on all of them), and the holdout measures the recipe, run on
+    the training split. None when the training split is too small for k folds."""
+    ev = config.evaluation
+    X, y = dataset.X, dataset.y
+    tr, te = split
+    if len(tr) < 2 * ev.cv_folds:
+        say(f"intervals: none; {len(tr)} training rows are too few for {ev.cv_folds} folds")
+        return None
+    scale: Scale = "log" if config.target.transform == "log" else "identity"
+    calibrated = np.empty(len(tr))
+    folds = KFold(n_splits=ev.cv_folds, shuffle=True, random_state=ev.seed)
+    for fit_rows, out_rows in folds.split(tr):
+        model = fit_pipeline(config, dataset.schema, X[tr[fit_rows]], y[tr[fit_rows]])
+        calibrated[out_rows] = model.predict(X[tr[out_rows]])
+    calibration = residuals(y[tr], calibrated, scale)
+    holdout = residuals(y[te], evaluated.predict(X[te]), scale)
+    if ev.final_fit == "all_rows":
+        served = residuals(y, out_of_fold, scale)
+        measured_on = (
+            f"the recipe on the training split: the fit on it, with half-widths from its own "
+            f"out-of-fold residuals, on the {len(te)} holdout rows. The served model is refitted "
+            "on every row and its half-widths are from out-of-fold residuals of every row "
+            "(holdout rows included), so no rows are left to test the served intervals"
+        )
+    else:
+        served = calibration
+        measured_on = (
+            f"the served model and half-widths on the {len(te)} holdout rows it was not fitted "
+            "or calibrated on"
+        )
+    info = interval_info(
+        served=served,
+        calibration=calibration,
+        holdout=holdout,
+        default=ev.interval_coverage,
+        scale=scale,
+        measured_on=measured_on,
+    )
+    say(f"intervals: {info.summary()}" if info else "intervals: none (too few residuals)")
+    return info
 
 
 def higher_is_better(metric: str) -> bool:
