@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sklambda.config import load_config, parse_config
+from sklambda import api
+from sklambda.config import RESERVED_FEATURE_NAMES, load_config, parse_config
 from sklambda.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -52,6 +53,18 @@ def test_log_transform_of_a_category_is_refused():
         parse_config(
             {**MINIMAL, "features": [{"name": "x", "type": "category", "transform": "log"}]}
         )
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_FEATURE_NAMES))
+def test_a_feature_named_like_a_request_key_is_refused(name):
+    # {"explain": true, ...} or {"instances": [...]} in a body would be read as the option or the
+    # request format, never as the feature: such a model could not be asked for one record.
+    with pytest.raises(ConfigError, match="request key"):
+        parse_config({**MINIMAL, "features": [{"name": name}]})
+
+
+def test_every_request_option_is_a_reserved_feature_name():
+    assert set(api.OPTIONS) <= RESERVED_FEATURE_NAMES
 
 
 def test_target_listed_as_feature_is_refused():

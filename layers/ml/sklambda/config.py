@@ -72,6 +72,14 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# The top-level keys of a JSON request body that are not features: request formats
+# (request_formats.decode) and request options (api.OPTIONS). A single-record body is a mapping
+# of feature names, so a feature with one of these names could not be told apart from them.
+RESERVED_FEATURE_NAMES = frozenset(
+    {"instances", "dataframe_split", "dataframe_records", "explain", "intervals"}
+)
+
+
 class FeatureConfig(_Frozen):
     """One input column: its type, whether it may be missing, and an optional log transform."""
 
@@ -89,6 +97,11 @@ class FeatureConfig(_Frozen):
 
     @model_validator(mode="after")
     def _check(self) -> FeatureConfig:
+        if self.name in RESERVED_FEATURE_NAMES:
+            raise ValueError(
+                f"feature {self.name!r}: the name is a request key "
+                f"({', '.join(sorted(RESERVED_FEATURE_NAMES))}); rename the column"
+            )
         if self.transform == "log" and self.type not in ("number", "integer"):
             raise ValueError(f"feature {self.name!r}: a log transform needs a number or integer")
         if self.categories and self.type != "category":
