@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt layers/ml/requirements*.txt | sha256sum | cut -c1-12)
 
-.PHONY: help venv demo test test-unit test-integration test-e2e lint format validate checkov build serve invoke batch bench sam-local-test clean
+.PHONY: help venv browser demo test test-unit test-integration test-e2e lint format validate checkov build serve invoke batch bench sam-local-test clean
 
 help:
 	@echo "make demo    train on the bundled data, publish to a local S3, serve predictions (VERBOSE=1: logs)"
@@ -132,6 +132,12 @@ batch: venv
 
 bench: venv
 	PYTHONPATH=functions/predict:functions/retrain $(PY) -m benchmarks
+
+# Debian's chromium + chromium-driver for the browser tests (as root, with apt-get). `make test`
+# alone installs them too, or skips those tests and says why; CI runs this first so that a
+# missing browser fails the run instead of skipping the Swagger and model report tests.
+browser: venv
+	$(PY) -c 'import sys; from tests.browser import chromium_unavailable as u; r = u(); print("==> browser:", r or "chromium and chromedriver ready"); sys.exit(1 if r else 0)'
 
 # SAM CLI's own `sam local invoke` / `start-api` on template.yaml and events/, with no Docker engine:
 # podman + runc, a stand-in Lambda image built here, a Docker-API proxy. Needs root (CI is root);

@@ -4,6 +4,7 @@ tests import live in tests/helpers.py."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,14 @@ def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     clients.clear()
+
+
+@pytest.fixture(autouse=True)
+def _thaw_gc() -> Iterator[None]:
+    """The predict function's holder freezes the heap (ModelHolder.freeze_gc, process-wide):
+    whatever a test served, the next one starts with nothing frozen."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

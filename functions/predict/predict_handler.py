@@ -6,7 +6,6 @@ import pathlib
 import warnings
 from typing import Annotated, Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import (
     APIGatewayHttpResolver,
@@ -21,7 +20,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sklambda import api, clients, openapi
+from sklambda import api, clients, openapi, smoke
 from sklambda.capture import CAPTURE_CONFIG, Capture
 from sklambda.errors import RequestError, SklambdaError
 from sklambda.model import LoadedModel
@@ -102,12 +101,13 @@ holder = ModelHolder(
     on_refresh_error=_on_refresh_error,
     on_load_error=_on_load_error,
     kms_factory=clients.serving_kms,  # GetPublicKey, when models are signed
+    freeze_gc=True,  # the process's one holder: its model kept out of the collector's scans
 )
 # Prediction capture (CAPTURE_STREAM, CAPTURE_SAMPLE_RATE): clients made in its own thread.
 capture = Capture(
     settings,
-    lambda: boto3.client("firehose", config=CAPTURE_CONFIG),
-    secrets_factory=lambda: boto3.client("secretsmanager", config=CAPTURE_CONFIG),
+    lambda: clients.firehose(CAPTURE_CONFIG),
+    secrets_factory=lambda: clients.secretsmanager(CAPTURE_CONFIG),
     shadow=holder.shadow,  # SHADOW_ALIAS: scores the captured rows too, after the reply
 )
 
@@ -115,11 +115,16 @@ capture = Capture(
 def _capture(model: LoadedModel, rows: Any, predictions: list[Any]) -> None:
     """Once a reply is computed: a sampled share goes to the capture stream (bounded; never
     fails the request); rows it could not send are counted."""
-    request = app.current_event.raw_event.get("requestContext") or {}
+    event = app.current_event.raw_event
+    if smoke.is_smoke(event):  # the PreTraffic hook's fixed requests: never captured
+        return
+    request = event.get("requestContext") or {}
     capture.observe(model, rows, predictions, str(request.get("requestId", "")))
     dropped = capture.flush()
     if dropped:
         metrics.add_metric(name="CaptureDropped", unit=MetricUnit.Count, value=dropped)
+    if capture.last_refused:  # a private feature name the model does not have (fails closed)
+        metrics.add_metric(name="CaptureRefused", unit=MetricUnit.Count, value=capture.last_refused)
 
 
 def _error(description: str) -> OpenAPIResponse:
@@ -139,7 +144,9 @@ FORBIDDEN: OpenAPIResponse = {
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(status, "application/json", api.dump_json(payload), headers)
+    # sized_reply: a 413 (raised in the route, so answered in the one error shape) for a reply
+    # over Lambda's response limit, which would fail the invoke (a 502)
+    return Response(status, "application/json", api.sized_reply(api.dump_json(payload)), headers)
 
 
 PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
@@ -155,7 +162,10 @@ PREDICT_RESPONSES: dict[int, OpenAPIResponse] = {
         "classifier, an older model, a coverage not in GET /model's intervals.levels)"
     ),
     403: FORBIDDEN,
-    413: _error("too many rows or bytes"),
+    413: _error(
+        "too many rows or bytes, explanations of more than MAX_EXPLAIN_ROWS rows, or a reply "
+        "over Lambda's 6 MB response limit (send fewer rows)"
+    ),
     406: _error("explanations asked for with Accept: text/csv (they come in JSON only)"),
     409: _error("explanations asked of a model version without explanation data (retrain it)"),
     415: _error("neither application/json nor text/csv"),
@@ -177,7 +187,7 @@ def _predict() -> Response[str]:
         csv = api.csv_reply(
             reply["predictions"], reply.get("probabilities"), reply.get("intervals")
         )
-        return Response(200, "text/csv", csv)
+        return Response(200, "text/csv", api.sized_reply(csv))
     return _json(200, reply)
 
 
@@ -316,7 +326,7 @@ V2InferBody = Annotated[api.V2InferRequest, Body(openapi_examples=api.V2_INFER_E
         403: FORBIDDEN,
         404: _error("no model of that name is served here"),
         409: _error("explanations asked of a model version without explanation data"),
-        413: _error("too many rows or bytes"),
+        413: _error("too many rows or bytes, or rows explained, or a reply over 6 MB"),
         415: _error("not application/json"),
         422: _error("values that do not fit the feature schema"),
         503: _error("model unavailable; retry after Retry-After seconds"),
@@ -448,20 +458,14 @@ for _resolver in (rest_app, http_app):
     _resolver.include_router(app)
 
 
-def _resolver_for(event: Any) -> ApiGatewayResolver | None:
-    """The resolver for an API Gateway proxy event by its shape: payload 2.0 (HTTP API) has
-    version "2.0", rawPath and requestContext.http; 1.0 (REST API, or an HTTP API set to 1.0)
-    has httpMethod and path. None for anything else."""
-    if not isinstance(event, dict):
+def _resolver_for(event: Any) -> tuple[ApiGatewayResolver, dict[str, Any]] | None:
+    """The resolver for an API Gateway proxy event by its shape, and the event it resolves
+    (api.proxy_event): payload 2.0 the HTTP API's, 1.0 the REST API's; None for anything else."""
+    shaped = api.proxy_event(event)
+    if shaped is None:
         return None
-    context = event.get("requestContext")
-    if event.get("version") == "2.0":
-        http = context.get("http") if isinstance(context, dict) else None
-        shaped = isinstance(http, dict) and isinstance(http.get("method"), str)
-        return http_app if shaped and isinstance(event.get("rawPath"), str) else None
-    if isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str):
-        return rest_app
-    return None
+    version, event = shaped
+    return (http_app if version == "2.0" else rest_app), event
 
 
 def _unknown_event() -> dict[str, Any]:
@@ -509,5 +513,8 @@ else:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _running["version"] = getattr(context, "function_version", "$LATEST")
     holder.start_invocation(context.get_remaining_time_in_millis() / 1000)
-    resolver = _resolver_for(event)
-    return resolver.resolve(event, context) if resolver else _unknown_event()
+    found = _resolver_for(event)
+    if found is None:
+        return _unknown_event()
+    resolver, event = found
+    return resolver.resolve(event, context)

@@ -6,7 +6,9 @@ for a log target) answers 422 "prediction is not finite". schemathesis.toml ther
 built-in positive_data_acceptance check pass a 422, and this check takes its place for 422: a
 schema-valid request may be refused with 422 for that reason only. Any other 422 to valid data
 (a feature the document calls optional but the API requires, a category it does not know...)
-fails the run, as positive_data_acceptance itself would.
+fails the run, as positive_data_acceptance itself would. The same for 413: valid data may get it
+only when the reply would be too large to send (explanations for more than MAX_EXPLAIN_ROWS
+rows, or a reply over Lambda's 6 MB).
 """
 
 from __future__ import annotations
@@ -33,6 +35,28 @@ if sys.version_info < (3, 12):
     ast.parse = _serial_parse  # type: ignore[assignment]
 
 OVERFLOW = "prediction is not finite"
+# A schema-valid request whose reply would be too large: explanations for more than
+# MAX_EXPLAIN_ROWS rows, or any reply over Lambda's response limit (api.sized_reply).
+TOO_LARGE_TO_ANSWER = ("MAX_EXPLAIN_ROWS", "send fewer rows")
+
+
+@schemathesis.check
+def valid_data_refused_413_only_for_a_reply_too_large(ctx: Any, response: Any, case: Any) -> None:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or response.status_code != 413:
+        return
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {}
+    message = str(error.get("message", ""))
+    if error.get("code") != "payload_too_large" or not any(
+        reason in message for reason in TOO_LARGE_TO_ANSWER
+    ):
+        raise AssertionError(
+            "Valid data should have been accepted: 413 is documented for valid data only when "
+            f"the reply would be too large to send; got {response.text[:500]}"
+        )
 
 
 @schemathesis.check

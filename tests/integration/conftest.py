@@ -35,3 +35,19 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def store(s3: Any, bucket: str) -> ModelStore:
     return ModelStore(s3, bucket)
+
+
+@pytest.fixture
+def capture_stream(s3_endpoint: str, bucket: str) -> str:
+    """A (moto) Firehose delivery stream into the bucket's capture/house-prices/, as the
+    template's CaptureStream; its name."""
+    stream = f"capture-{uuid.uuid4().hex[:8]}"
+    boto3.client("firehose", endpoint_url=s3_endpoint).create_delivery_stream(
+        DeliveryStreamName=stream,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": "capture/house-prices/",
+        },
+    )
+    return stream

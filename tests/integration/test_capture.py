@@ -5,7 +5,6 @@ refuses) that never fails a prediction and is counted in CaptureDropped."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,20 +58,12 @@ def _predict(body: Any, context: Any) -> dict[str, Any]:
 
 
 def test_captured_requests_land_under_capture_and_the_monitor_reads_them_back(
-    s3, bucket, s3_endpoint, trained_dir, served, monkeypatch, lambda_context
+    s3, bucket, s3_endpoint, capture_stream, trained_dir, served, monkeypatch, lambda_context
 ):
     # GIVEN the published model and a (moto) Firehose stream into the bucket, as the template's
     published: Manifest = ModelStore(s3, bucket).publish(trained_dir)
-    stream = f"capture-{uuid.uuid4().hex[:8]}"
-    boto3.client("firehose", endpoint_url=s3_endpoint).create_delivery_stream(
-        DeliveryStreamName=stream,
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "Prefix": f"capture/{published.name}/",
-        },
-    )
-    capture = _use_capture(monkeypatch, stream, s3_endpoint)
+    assert published.name == "house-prices"  # capture_stream's prefix
+    capture = _use_capture(monkeypatch, capture_stream, s3_endpoint)
     # WHEN requests are answered with capture on
     rows = [{**RECORD, "lotsize": 3000 + 100 * i} for i in range(5)]
     replies = [_predict({"instances": rows[:2]}, lambda_context), _predict(rows[2], lambda_context)]

@@ -10,13 +10,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import joblib
 import monitor_handler
 import numpy as np
 import pytest
 from cfnlint.decode import decode
 
+from sklambda.capture import Capture
 from sklambda.manifest import Manifest, open_verified, read_manifest, verify_file
+from sklambda.model import LoadedModel
 from sklambda.monitor import cursor_key, report_key, run_monitor
+from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
 from tests.helpers import HOUSE_CONFIG, ROOT, load_event
 
@@ -127,6 +131,51 @@ def test_unshifted_traffic_drifts_nothing(s3, bucket, published, trained_dir):
     assert run.report is not None and run.report["records"] == 400
     assert run.report["drifted"] == []
     assert not run.report["versions"][0]["prediction"]["drifted"]
+
+
+class _Collect:
+    """Firehose in-process: keeps the lines capture puts."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def put_record_batch(self, *, DeliveryStreamName: str, Records: Any) -> dict[str, Any]:
+        self.lines.extend(r["Data"] for r in Records)
+        return {"FailedPutCount": 0}
+
+
+def test_features_capture_withholds_are_listed_not_compared(s3, bucket, published, trained_dir):
+    # GIVEN unshifted traffic captured by sklambda.capture with lotsize excluded and driveway
+    # (a category) hashed
+    manifest = read_manifest(trained_dir)
+    model = LoadedModel(manifest, joblib.load(trained_dir / "model.joblib"))
+    settings = ServingSettings(
+        capture_stream="s",
+        capture_sample_rate=1.0,
+        capture_flush_ms=0,
+        capture_exclude="lotsize",
+        capture_hash="driveway",
+    )
+    firehose = _Collect()
+    capture = Capture(settings, lambda: firehose)
+    records = _traffic(trained_dir, 400, {}, seed=1)
+    for start in range(0, len(records), 100):
+        chunk = records[start : start + 100]
+        X = model.schema.encode_records([r["features"] for r in chunk])
+        capture.observe(model, X, [r["prediction"] for r in chunk], f"req-{start}")
+    capture.flush()
+    assert capture.wait_idle(30) and len(firehose.lines) == 400
+    s3.put_object(Bucket=bucket, Key=_aws_key(published.name, NOW), Body=b"".join(firehose.lines))
+    # WHEN the monitor runs
+    run = run_monitor(s3, bucket, published.name, now=NOW)
+    # THEN nothing drifts: the withheld features are listed, not read as missing or unknown
+    assert run.report is not None and run.report["records"] == 400
+    (section,) = run.report["versions"]
+    assert section["not_compared"] == {"lotsize": "excluded", "driveway": "hashed"}
+    assert "lotsize" not in section["features"] and "driveway" not in section["features"]
+    assert run.report["drifted"] == [] and "lotsize" not in run.report["max_psi"]
+    page = s3.get_object(Bucket=bucket, Key=run.report_key.replace(".json", ".html"))
+    assert b"not compared" in page["Body"].read()
 
 
 def test_each_capture_object_is_read_once_across_runs(s3, bucket, published, trained_dir):

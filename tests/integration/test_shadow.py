@@ -6,7 +6,6 @@ promoting."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,19 +69,11 @@ def reset_handler():
 
 
 def test_the_shadow_scores_captured_requests_after_the_reply_and_the_report_compares_them(
-    s3, bucket, s3_endpoint, tmp_path, champion, candidate, monkeypatch, lambda_context,
-    reset_handler,
+    s3, bucket, s3_endpoint, capture_stream, tmp_path, champion, candidate, monkeypatch,
+    lambda_context, reset_handler,
 ):  # fmt: skip
     # GIVEN a container with SHADOW_ALIAS=candidate, capturing every request through Firehose
-    stream = f"capture-{uuid.uuid4().hex[:8]}"
-    boto3.client("firehose", endpoint_url=s3_endpoint).create_delivery_stream(
-        DeliveryStreamName=stream,
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": f"arn:aws:s3:::{bucket}",
-            "Prefix": "capture/house-prices/",
-        },
-    )
+    stream = capture_stream
     errors: list[Exception] = []
     holder = _holder(s3_endpoint, bucket, tmp_path, errors)
     capture = Capture(

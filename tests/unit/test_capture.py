@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import predict_handler
+from sklambda import smoke
 from sklambda.capture import (
     HASH_PREFIX,
     MAX_BATCH_RECORDS,
@@ -27,11 +28,12 @@ from sklambda.model import LoadedModel
 from sklambda.monitor import version_drift
 from sklambda.schema import Feature, FeatureSchema
 from sklambda.settings import ServingSettings
-from tests.helpers import load_event
+from tests.helpers import ROOT, load_event
 from tests.unit.test_predict_handler import call, emitted_metrics, with_body
 
 pytestmark = pytest.mark.unit
 
+SMOKE_EVENTS = ROOT / "functions" / "pre_traffic" / "smoke_events.json"
 RECORD = json.loads(load_event("predict")["body"])
 
 
@@ -169,6 +171,48 @@ def test_excluded_features_are_dropped_and_hashed_ones_keyed_with_the_secret(loa
     assert features["bedrooms"] == HASH_PREFIX + expected
     assert features["garagepl"].startswith(HASH_PREFIX) and features["stories"] == 2
     assert b"5850" not in firehose.batches[0][0]
+
+
+@pytest.mark.parametrize(
+    "private",
+    [
+        {"capture_exclude": "Lotsize"},  # a case mismatch
+        {"capture_hash": "bedrooms, postcode"},  # a typo, or a feature a retrain renamed
+    ],
+)
+def test_a_private_name_the_model_does_not_have_refuses_its_records(loaded, private, caplog):
+    # GIVEN an exclude/hash setting naming a feature the served model does not have
+    firehose = FakeFirehose()
+    capture = _capture(firehose, settings=_settings(**private))
+    X = _rows(loaded, [RECORD, RECORD])
+    # WHEN two requests are captured
+    for request_id in ("a", "b"):
+        capture.observe(loaded, X, loaded.predict(X), request_id)
+        capture.flush()
+        assert capture.wait_idle(10)
+    # THEN nothing left (never a value in clear), the rows are counted as refused
+    assert firehose.batches == []
+    assert capture.flush() == 2 and capture.last_refused == 2
+    # ...and the error is logged once for the model version
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and loaded.manifest.version in errors[0].getMessage()
+
+
+def test_records_name_the_features_withheld_from_them(loaded):
+    firehose = FakeFirehose()
+    capture = _capture(
+        firehose, settings=_settings(capture_exclude="lotsize", capture_hash="driveway")
+    )
+    X = _rows(loaded, [RECORD])
+    capture.observe(loaded, X, loaded.predict(X), "r")
+    capture.flush()
+    assert capture.wait_idle(10)
+    (record,) = firehose.records()
+    assert record["withheld"] == {"lotsize": "excluded", "driveway": "hashed"}
+    capture = _capture(firehose := FakeFirehose())
+    capture.observe(loaded, X, loaded.predict(X), "r")
+    capture.flush()
+    assert capture.wait_idle(10) and "withheld" not in firehose.records()[0]
 
 
 def test_without_a_secret_the_stream_name_keys_the_hash(loaded):
@@ -340,6 +384,20 @@ def test_predict_and_infer_requests_are_captured_with_the_api_request_id(
         body["predictions"][0],
     )
     assert [r["prediction"] for r in records[1:]] == v2_body["outputs"][0]["data"]
+
+
+def test_the_smoke_tests_requests_are_never_captured(loaded, lambda_context, handler_capture):
+    # GIVEN capture of every request
+    firehose = FakeFirehose()
+    capture = handler_capture(firehose)
+    # WHEN the PreTraffic smoke test runs its cases through the handler
+    events = smoke.load_bundle(SMOKE_EVENTS)
+    verdict = smoke.run(lambda e: predict_handler.lambda_handler(e, lambda_context), events)
+    assert verdict.passed, verdict.reasons
+    # THEN none of its predictions reaches the stream; the same event unmarked does
+    assert capture.wait_idle(10) and firehose.batches == []
+    status, _, _ = call(events["predict"], lambda_context)
+    assert status == 200 and capture.wait_idle(10) and len(firehose.records()) == 1
 
 
 def test_a_rejected_request_is_not_captured(loaded, lambda_context, handler_capture):

@@ -37,6 +37,27 @@ def test_a_client_is_made_once_per_service_and_config(made: list[str]) -> None:
     assert sorted(made) == ["kms", "kms", "s3", "s3", "s3", "s3"]
 
 
+def test_capture_clients_are_made_under_the_lock_once(made: list[str]) -> None:
+    config = Config(read_timeout=1)
+    assert clients.firehose(config) is clients.firehose(config)
+    assert clients.secretsmanager(config) is clients.secretsmanager(config)
+    assert sorted(made) == ["firehose", "secretsmanager"]
+
+
+def test_the_predict_function_makes_its_capture_clients_through_clients(
+    made: list[str],
+) -> None:
+    import predict_handler
+
+    predict_handler.capture._firehose_factory()
+    assert predict_handler.capture._secrets_factory is not None
+    predict_handler.capture._secrets_factory()
+    assert predict_handler.capture._firehose_factory() is clients.firehose(
+        predict_handler.CAPTURE_CONFIG
+    )
+    assert sorted(made) == ["firehose", "secretsmanager"]
+
+
 def test_clear_makes_the_next_call_make_a_new_client(made: list[str]) -> None:
     first = clients.s3()
     clients.clear()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sklambda import api
+from sklambda import options
 from sklambda.config import RESERVED_FEATURE_NAMES, load_config, parse_config
 from sklambda.errors import ConfigError
 
@@ -64,7 +64,7 @@ def test_a_feature_named_like_a_request_key_is_refused(name):
 
 
 def test_every_request_option_is_a_reserved_feature_name():
-    assert set(api.OPTIONS) <= RESERVED_FEATURE_NAMES
+    assert set(options.OPTIONS) <= RESERVED_FEATURE_NAMES
 
 
 def test_target_listed_as_feature_is_refused():

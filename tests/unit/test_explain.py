@@ -322,8 +322,8 @@ def test_a_multiclass_explanation_gives_each_class_its_base_and_contributions() 
 
 @pytest.mark.parametrize(
     ("value", "where", "asked"),
-    [(True, "body", True), (False, "body", False), ("true", "query", True), ("", "query", True)]
-    + [("0", "query", False), ("FALSE", "query", False), (False, "parameters", False)],
+    [(True, "body", True), (False, "body", False), ("true", "query", True)]
+    + [("false", "query", False), (False, "parameters", False)],
 )
 def test_the_explain_option_takes_booleans(value: Any, where: str, asked: bool) -> None:
     assert requested(value, where) is asked
@@ -332,7 +332,9 @@ def test_the_explain_option_takes_booleans(value: Any, where: str, asked: bool) 
 @pytest.mark.parametrize(
     ("value", "where"),
     [("true", "body"), (1, "body"), (None, "body"), ([True], "body"), ("maybe", "query")]
-    + [("yes", "parameters"), (1, "parameters")],
+    + [("yes", "parameters"), (1, "parameters")]
+    # the query grammar (sklambda.options) is the one `intervals` reads: no 1/0, no empty value
+    + [(v, "query") for v in ("", "1", "0", "TRUE", " true", "0.9")],
 )
 def test_an_explain_option_that_is_not_a_boolean_is_a_400(value: Any, where: str) -> None:
     with pytest.raises(RequestError) as caught:
@@ -363,3 +365,27 @@ def test_hist_gradient_boosting_inner_nodes_are_put_on_the_leaves_footing(
     # (a root is stored as 0: the baseline before it is the loss's optimum, so its children's
     # mean is 0 up to float32 gradient sums)
     np.testing.assert_allclose(forest.value[inner, 0], mean, rtol=1e-9, atol=1e-9)
+
+
+def test_a_model_that_cannot_explain_is_asked_once_and_keeps_the_answer(
+    train: Callable[[str, str, str], TrainedArtifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a loaded model whose explainer cannot be built (a pickle re-runs export() to try)
+    artifact = train("house_prices", "regression", "linear_regression")
+    model = LoadedModel(
+        read_manifest(artifact.folder), joblib.load(artifact.folder / "model.joblib")
+    )
+    calls: list[int] = []
+
+    def unavailable(*args: Any) -> Any:
+        calls.append(1)
+        raise ExplanationUnavailableError("no explanation data; retrain it")
+
+    monkeypatch.setattr("sklambda.model.explainer_for", unavailable)
+    # WHEN /openapi.json (explainable) and explain requests ask it again and again
+    assert not model.explainable
+    assert not model.explainable
+    with pytest.raises(ExplanationUnavailableError):
+        model.explain(model.probe_rows())
+    # THEN the export is tried once per loaded model, and the 409 is the same every time
+    assert len(calls) == 1

@@ -129,7 +129,7 @@ def test_without_the_option_or_with_false_there_are_no_explanations(
         assert status == 200 and "explanations" not in reply
     # the body's value wins over the query string's
     status, reply = call(
-        predict_event({**RECORD, "explain": False}, {"explain": "1"}), lambda_context
+        predict_event({**RECORD, "explain": False}, {"explain": "true"}), lambda_context
     )
     assert status == 200 and "explanations" not in reply
 
@@ -137,7 +137,8 @@ def test_without_the_option_or_with_false_there_are_no_explanations(
 @pytest.mark.parametrize(
     ("body", "query"),
     [({**RECORD, "explain": "yes"}, None), ({**RECORD, "explain": 1}, None)]
-    + [(RECORD, {"explain": "maybe"}), ({"instances": [RECORD], "explain": None}, None)],
+    + [(RECORD, {"explain": "maybe"}), ({"instances": [RECORD], "explain": None}, None)]
+    + [(RECORD, {"explain": text}) for text in ("", "1", "0")],
 )
 def test_an_explain_option_that_is_not_a_boolean_is_a_400_in_the_one_error_shape(
     house: LoadedModel, lambda_context: FakeLambdaContext, body: Any, query: dict[str, str] | None

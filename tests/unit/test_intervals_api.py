@@ -177,6 +177,31 @@ def test_an_intervals_value_that_is_not_a_coverage_is_a_400(
     assert _error(reply)[0] == "invalid_intervals"
 
 
+def test_a_huge_integer_coverage_is_a_400_in_the_body_and_in_v2_parameters(
+    loaded: LoadedModel, lambda_context: Any
+) -> None:
+    # GIVEN `intervals` as an integer too large for a float (valid JSON; math.isfinite overflows)
+    huge = "1" + "0" * 400
+    rest = predict_event(json.dumps(RECORD)[:-1] + f', "intervals": {huge}}}')
+    v2 = load_event("v2_infer")
+    v2["body"] = v2["body"].rstrip()[:-1] + f', "parameters": {{"intervals": {huge}}}}}'
+    for event in (rest, v2):
+        # WHEN it is sent, THEN a 400 in the one error shape, not a 500
+        status, reply = call(event, lambda_context)
+        assert status == 400, reply
+        assert _error(reply)[0] == "invalid_intervals"
+
+
+@pytest.mark.parametrize("text", ["0.9_0", " 0.9", "1e-1", "nan", "TRUE", ""])
+def test_query_text_outside_the_one_grammar_is_a_400(
+    loaded: LoadedModel, lambda_context: Any, text: str
+) -> None:
+    status, reply = call(predict_event(RECORD, {"intervals": text}), lambda_context)
+    assert status == 400, reply
+    assert _error(reply)[0] == "invalid_intervals"
+    assert repr(text) in _error(reply)[1]
+
+
 def test_a_coverage_the_model_has_not_is_a_400_listing_the_ones_it_has(
     loaded: LoadedModel, lambda_context: Any
 ) -> None:

@@ -23,7 +23,8 @@ def no_store() -> ModelStore:
 
 @pytest.fixture
 def holder() -> Iterator[ModelHolder]:
-    made = ModelHolder(ServingSettings(bucket="models", model_name="house-prices"), no_store)
+    settings = ServingSettings(bucket="models", model_name="house-prices")
+    made = ModelHolder(settings, no_store, freeze_gc=True)
     yield made
     made.reset()
 
@@ -42,6 +43,29 @@ def test_a_served_model_is_out_of_the_collectors_scans(holder, loaded: LoadedMod
     holder.use(loaded)
     assert gc.get_freeze_count() > 0
     assert not any(obj is loaded for obj in gc.get_objects())  # generations 0-2 only
+
+
+def test_a_holder_without_freeze_gc_never_freezes_nor_thaws(loaded: LoadedModel) -> None:
+    # GIVEN another holder's model frozen (the predict function's)
+    frozen = ModelHolder(ServingSettings(), no_store, freeze_gc=True)
+    frozen.use(loaded)
+    try:
+        # WHEN a holder without freeze_gc (the batch function's) serves and is reset
+        other = ModelHolder(ServingSettings(), no_store)
+        other.use(LoadedModel(loaded.manifest, loaded.model))
+        other.reset()
+        # THEN the frozen objects stay frozen
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is loaded for obj in gc.get_objects())
+    finally:
+        frozen.reset()
+    assert gc.get_freeze_count() == 0
+
+
+def test_only_the_predict_function_freezes() -> None:
+    import predict_handler
+
+    assert predict_handler.holder.freeze_gc
 
 
 def test_forgetting_the_model_unfreezes_everything(holder, loaded: LoadedModel) -> None:

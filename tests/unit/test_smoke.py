@@ -60,7 +60,8 @@ def healthy_reply(event: dict[str, Any], model: dict[str, str] = MODEL) -> dict[
 
 def invoker(change: Callable[[str, dict[str, Any]], dict[str, Any] | None] | None = None):
     """A fake version: healthy_reply, unless `change(event name, reply)` gives another reply."""
-    names = {json.dumps(e, sort_keys=True): n for n, e in EVENTS_BUNDLE.items()}
+    # Keyed by the event as sent: marked as a smoke request (a KeyError if it is not).
+    names = {json.dumps(smoke.mark(e), sort_keys=True): n for n, e in EVENTS_BUNDLE.items()}
     sent: list[str] = []
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:

@@ -39,10 +39,20 @@ def props(logical_id: str) -> dict[str, Any]:
 
 
 def statements(function: str) -> list[dict[str, Any]]:
+    """Every statement, a conditional one (Fn::If, else AWS::NoValue) included."""
     policies = props(function)["Policies"]
     # Inline documents only: a named or SAM-template policy would hide what is granted.
     assert all(isinstance(p, dict) and "Statement" in p for p in policies), policies
-    return [s for p in policies for s in p["Statement"]]
+    return [conditional(s)[1] for p in policies for s in p["Statement"]]
+
+
+def conditional(statement: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(the condition a statement is granted under or None, the statement)."""
+    if "Fn::If" not in statement:
+        return None, statement
+    condition, granted, otherwise = statement["Fn::If"]
+    assert otherwise == {"Ref": "AWS::NoValue"}, otherwise
+    return condition, granted
 
 
 def as_list(value: Any) -> list[Any]:
@@ -56,6 +66,8 @@ def arn(resource: Any) -> str:
     if "Fn::Sub" in resource:
         sub = resource["Fn::Sub"]
         return str(sub if isinstance(sub, str) else sub[0])
+    if "Ref" in resource:
+        return "${" + resource["Ref"] + "}"
     if "Fn::GetAtt" in resource:
         att = resource["Fn::GetAtt"]
         return "${" + (att if isinstance(att, str) else ".".join(att)) + "}"
@@ -152,10 +164,7 @@ def test_serving_functions_only_read_their_models_objects(function: str) -> None
     capture = {  # PredictFunction only: its capture stream, and the capture hash key
         "firehose:PutRecord": {"${CaptureStream.Arn}"},
         "firehose:PutRecordBatch": {"${CaptureStream.Arn}"},
-        "secretsmanager:GetSecretValue": {
-            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-            "${AWS::StackName}/capture-hash-key-*"
-        },
+        "secretsmanager:GetSecretValue": {"${CaptureHashKey}"},
     }
     assert grants(function) == {
         "s3:GetObject": {"${ModelBucket.Arn}/models/${ModelName}/*"},
@@ -166,6 +175,18 @@ def test_serving_functions_only_read_their_models_objects(function: str) -> None
     assert list_prefixes(function) == {"models/${ModelName}/*"}
 
 
+def test_the_capture_hash_key_is_read_only_when_it_exists() -> None:
+    # the secret's own condition, on the one statement that names it: no grant on a pattern
+    (secret,) = [
+        conditional(s)
+        for p in props("PredictFunction")["Policies"]
+        for s in p["Statement"]
+        if "secretsmanager:GetSecretValue" in as_list(conditional(s)[1]["Action"])
+    ]
+    assert secret[0] == RES["CaptureHashKey"]["Condition"] == "CaptureHashing"
+    assert secret[1]["Resource"] == {"Ref": "CaptureHashKey"}
+
+
 def test_the_capture_stream_writes_only_under_capture_and_is_read_as_the_monitor_lists() -> None:
     stream = props("CaptureStream")
     assert stream["DeliveryStreamType"] == "DirectPut"
@@ -174,7 +195,7 @@ def test_the_capture_stream_writes_only_under_capture_and_is_read_as_the_monitor
     assert arn(s3["BucketARN"]) == "${ModelBucket.Arn}"
     # the layout sklambda.monitor.capture_day_prefixes lists; errors where no monitor reads
     assert arn(s3["Prefix"]).startswith("capture/${ModelName}/year=!{timestamp:yyyy}/month=")
-    assert arn(s3["ErrorOutputPrefix"]).startswith("capture/_errors/")
+    assert arn(s3["ErrorOutputPrefix"]).startswith("capture/_errors/${ModelName}/")
     assert s3["BufferingHints"]["IntervalInSeconds"] <= 900
     (policy,) = props("CaptureStreamRole")["Policies"]
     writes = {
@@ -182,9 +203,17 @@ def test_the_capture_stream_writes_only_under_capture_and_is_read_as_the_monitor
         for st in policy["PolicyDocument"]["Statement"]
         for action in as_list(st["Action"])
     }
+    # its model's prefixes only (not every model's capture/), the two the stream writes under
+    objects = {
+        "${ModelBucket.Arn}/capture/${ModelName}/*",
+        "${ModelBucket.Arn}/capture/_errors/${ModelName}/*",
+    }
+    for prefix in (s3["Prefix"], s3["ErrorOutputPrefix"]):
+        written = "${ModelBucket.Arn}/" + arn(prefix)
+        assert any(written.startswith(o.removesuffix("*")) for o in objects), written
     assert writes == {
-        "s3:PutObject": {"${ModelBucket.Arn}/capture/*"},
-        "s3:AbortMultipartUpload": {"${ModelBucket.Arn}/capture/*"},
+        "s3:PutObject": objects,
+        "s3:AbortMultipartUpload": objects,
         "s3:GetBucketLocation": {"${ModelBucket.Arn}"},
         "s3:ListBucketMultipartUploads": {"${ModelBucket.Arn}"},
     }
@@ -253,7 +282,7 @@ def test_only_the_retrain_role_may_sign(translated: dict[str, Any]) -> None:
         for logical_id, resource in translated["Resources"].items()
         if resource["Type"] == "AWS::IAM::Role"
         for policy in resource["Properties"].get("Policies", [])
-        for st in policy["PolicyDocument"]["Statement"]
+        for st in (conditional(s)[1] for s in policy["PolicyDocument"]["Statement"])
         if {"kms:Sign", "kms:*", "*"} & set(as_list(st["Action"]))
     }
     assert signers == {"RetrainFunctionRole"}
@@ -264,7 +293,7 @@ def test_transform_adds_no_other_s3_or_wildcard_grants(translated: dict[str, Any
     for role in (*roles, "MonitorFunctionRole"):
         properties = translated["Resources"][role]["Properties"]
         for policy in properties.get("Policies", []):
-            for st in policy["PolicyDocument"]["Statement"]:
+            for st in (conditional(s)[1] for s in policy["PolicyDocument"]["Statement"]):
                 actions = as_list(st["Action"])
                 assert "*" not in actions and "s3:*" not in actions, (role, st)
                 assert "*" not in as_list(st["Resource"]), (role, st)

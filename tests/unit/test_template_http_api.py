@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_template import DOCS, RES, TPL, api_events, props, translate
+from tests.unit.test_template import DOCS, RES, TEMPLATE, TPL, api_events, props, translate
 
 pytestmark = pytest.mark.unit
 
 JWT = {"JwtIssuer": "https://issuer.example.com/", "JwtAudience": "sklambda"}
 HTTP_CONDITIONS = {"HttpApiSelected", "HttpApiDocs"}
-INTEGRATIONS = "#/components/x-amazon-apigateway-integrations/"
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +83,31 @@ def test_http_api_sends_payload_2_to_the_functions_that_serve_each_route(
     http: dict[str, Any],
 ) -> None:
     body = http["HttpApi"]["Properties"]["Body"]
-    integrations = body["components"]["x-amazon-apigateway-integrations"]
-    for integration in integrations.values():
-        assert integration["type"] == "aws_proxy"
-        assert integration["payloadFormatVersion"] == "2.0"
-    # PredictFunction through its live alias (as the REST API calls it); the docs function.
-    assert integrations["predict"]["uri"] == {"Ref": "PredictFunctionAliaslive"}
-    assert integrations["docs"]["uri"]["Fn::If"][0] == "ApiDocsEnabled"
     for route, operation in operations(body).items():
-        target = "docs" if route in DOCS else "predict"
-        ref = operation["x-amazon-apigateway-integration"]["$ref"]
-        assert ref == INTEGRATIONS + target, route
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy", route
+        assert integration["payloadFormatVersion"] == "2.0", route
+        # PredictFunction through its live alias (as the REST API calls it); the docs function.
+        expected = (
+            {"Fn::GetAtt": ["ApiDocsFunction", "Arn"]}
+            if route in DOCS
+            else {"Ref": "PredictFunctionAliaslive"}
+        )
+        assert integration["uri"] == expected, route
+
+
+def test_sam_local_reads_the_templates_routes() -> None:
+    # `sam local start-api` parses every API in the template (it evaluates no Condition), the
+    # HTTP API's document included: a $ref'd integration or a jwt authorizer written in that
+    # document made it exit. Its own route reader must see the REST API's routes, each once.
+    from samcli.lib.providers.api_provider import ApiProvider
+    from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+
+    stacks, _ = SamLocalStackProvider.get_stacks(
+        str(TEMPLATE), global_parameter_overrides={"AWS::Region": "us-east-1"}
+    )
+    routes = [(m, r.path) for r in ApiProvider(stacks).api.routes for m in r.methods]
+    assert sorted(routes) == sorted(api_events())
 
 
 def test_http_api_may_invoke_only_its_functions_and_logs_each_request(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklambda import conformal, explain, open_inference
 from sklambda.errors import ModelUnavailableError, RequestError, SklambdaError
 from sklambda.model import LoadedModel
+from sklambda.options import OPTIONS, option
 from sklambda.request_formats import decode_csv, decode_request, parse_csv
 from sklambda.serving import RETRY_AFTER_SECONDS, ModelHolder
 
@@ -398,17 +399,19 @@ def predict(
     body = _sized_body(holder, body, "a JSON object or CSV rows")
     if is_csv:
         rows = parse_csv(body)
-        explaining = explain_asked(None, query, headers)
+        explaining = explain_asked(option("explain", None, "body", query), headers)
         model = holder.get()
-        intervals = intervals_asked(model, option("intervals", None, query))
+        intervals = intervals_asked(model, option("intervals", None, "body", query))
         batch = decode_csv(model.schema, rows, holder.settings.max_rows)
     else:
         document = parse_json(body)
-        explaining = explain_asked(document, query, headers)
+        explaining = explain_asked(option("explain", document, "body", query), headers)
         payload = without_options(document)
         model = holder.get()
-        intervals = intervals_asked(model, option("intervals", document, query))
+        intervals = intervals_asked(model, option("intervals", document, "body", query))
         batch = decode_request(model.schema, payload, holder.settings.max_rows)
+    if explaining:
+        check_explained_rows(len(batch.X), holder.settings.max_explain_rows)
     answer = model.answer(batch.X)
     predictions = answer.predictions
     reply: dict[str, Any] = {"predictions": predictions}
@@ -429,11 +432,6 @@ def predict(
     return reply
 
 
-# Request options: keys a JSON body may carry at its top level beside its rows (taken out before
-# the rows are read, so a single record does not warn of them), or query string parameters.
-OPTIONS = ("intervals", "explain")
-
-
 def without_options(payload: Any) -> Any:
     """The JSON body without its options (OPTIONS), for the rows to be read."""
     if isinstance(payload, Mapping) and any(k in payload for k in OPTIONS):
@@ -441,18 +439,8 @@ def without_options(payload: Any) -> Any:
     return payload
 
 
-def option(name: str, document: Any, query: Mapping[str, str] | None) -> tuple[Any, str] | None:
-    """A request option's value and where it was given: "body" (a JSON value, which wins) or
-    "query" (text); None when neither gives it."""
-    if isinstance(document, Mapping) and name in document:
-        return document[name], "body"
-    if query and name in query:
-        return query[name], "query"
-    return None
-
-
 def intervals_asked(model: LoadedModel, given: tuple[Any, str] | None) -> conformal.Asked | None:
-    """The prediction intervals the `intervals` option (`given`: option()) asks of the model
+    """The prediction intervals the `intervals` option (`given`: options.option) asks of the model
     (sklambda.conformal); None when it asks none."""
     if given is None:
         return None
@@ -465,18 +453,13 @@ def intervals_asked(model: LoadedModel, given: tuple[Any, str] | None) -> confor
     )
 
 
-def explain_asked(
-    document: Any, query: Mapping[str, str] | None, headers: Mapping[str, str]
-) -> bool:
-    """Whether the request asks for explanations: `"explain": true` in a JSON body (a JSON
-    boolean), else `?explain=true` (or 1, or empty) in the query; 400 for any other value, 406
-    when the reply is to be CSV (which has no place for them)."""
-    if isinstance(document, Mapping) and "explain" in document:
-        asked = explain.requested(document["explain"], "body")
-    elif query and "explain" in query:
-        asked = explain.requested(query["explain"], "query")
-    else:
+def explain_asked(given: tuple[Any, str] | None, headers: Mapping[str, str]) -> bool:
+    """Whether the `explain` option (`given`: sklambda.options.option) asks for explanations:
+    `"explain": true` in a JSON body or V2 parameters (a JSON boolean), `?explain=true` in the
+    query; 400 for any other value, 406 when the reply is to be CSV (no place for them)."""
+    if given is None:
         return False
+    asked = explain.requested(*given)
     if asked and wants_csv(headers):
         raise RequestError(
             "explanations come in JSON replies only; ask with Accept: application/json",
@@ -484,6 +467,49 @@ def explain_asked(
             "not_acceptable",
         )
     return asked
+
+
+def check_explained_rows(rows: int, limit: int) -> None:
+    """413 before any work when a request asks explanations of more rows than MAX_EXPLAIN_ROWS
+    (settings: what fits in Lambda's response limit, MAX_REPLY_BYTES)."""
+    if rows > limit:
+        raise RequestError(
+            f"explanations are given for at most {limit:,} rows per request (MAX_EXPLAIN_ROWS) "
+            f"and this one has {rows:,}; send fewer rows, or ask without explain",
+            413,
+            "payload_too_large",
+        )
+
+
+# Lambda's limit on a synchronous invoke's response (6 MB, 6,291,456 bytes) is on the proxy
+# response's JSON, the body one string in it; ENVELOPE_BYTES leaves room for the rest of it
+# (statusCode, headers, isBase64Encoded). Over it, the invoke fails: API Gateway answers 502 and
+# Lambda counts an Error (a canary rolls back); ours must be the one that says 413.
+LAMBDA_RESPONSE_LIMIT = 6_291_456
+ENVELOPE_BYTES = 16_384
+MAX_REPLY_BYTES = LAMBDA_RESPONSE_LIMIT - ENVELOPE_BYTES
+
+
+def reply_bytes(body: str) -> int:
+    """The bytes `body` takes in the invoke's response, as the Python runtime writes it there
+    (json.dumps: quotes and backslashes escaped again, non-ASCII as \\u escapes)."""
+    if body.isascii() and body.isprintable():  # orjson's usual output: counted, not copied
+        return len(body) + body.count('"') + body.count("\\")
+    return len(json.dumps(body)) - 2
+
+
+def sized_reply(body: str) -> str:
+    """The reply's body, if Lambda can return it; else a 413 saying to send fewer rows (never
+    an invoke error: a 502)."""
+    size = reply_bytes(body)
+    if size > MAX_REPLY_BYTES:
+        raise RequestError(
+            f"the reply would be {size:,} bytes, more than the {MAX_REPLY_BYTES:,} Lambda can "
+            "return; send fewer rows (or ask for fewer options: explain, intervals)",
+            413,
+            "payload_too_large",
+        )
+    return body
 
 
 def _sized_body(holder: ModelHolder, body: str | bytes | None, expected: str) -> str | bytes:
@@ -520,10 +546,12 @@ def infer(
     body = _sized_body(holder, body, "an inference request object")
     payload = parse_json(body)
     model = holder.get()
-    intervals = intervals_asked(model, open_inference.option(payload, "intervals"))
-    asked = open_inference.parameter(payload, "explain")
-    explaining = asked is not None and explain.requested(asked, "parameters")
+    parameters = open_inference.parameters(payload)
+    intervals = intervals_asked(model, option("intervals", parameters, "parameters"))
+    explaining = explain_asked(option("explain", parameters, "parameters"), {})
     batch = open_inference.decode_infer(model.schema, payload, holder.settings.max_rows)
+    if explaining:
+        check_explained_rows(len(batch.X), holder.settings.max_explain_rows)
     answer = model.answer(batch.X)
     predictions = answer.predictions
     reply = open_inference.infer_reply(
@@ -595,6 +623,61 @@ def _csv_cell(value: Any) -> str:
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def proxy_event(event: Any) -> tuple[str, dict[str, Any]] | None:
+    """An API Gateway proxy event's payload version ("1.0": a REST API, or an HTTP API set to
+    1.0, with httpMethod and path; "2.0": an HTTP API, with version, rawPath, requestContext.http
+    and .stage) and the event to resolve; None for any other shape (a 400 `unknown_event`, not
+    an exception out of the handler), checking what Powertools and the routes read unguarded.
+
+    A 2.0 event's stage is taken off its path only when the path carries it: Powertools cuts
+    len("/" + stage) characters off rawPath unchecked, and behind a custom domain (an API
+    mapping) rawPath has no stage ("/predict" became "dict"); such an event is resolved as the
+    $default stage's, whose paths are as they are."""
+    if not isinstance(event, dict) or not _well_formed(event):
+        return None
+    context = event.get("requestContext") or {}
+    http = context.get("http")
+    if event.get("version") == "2.0":
+        stage, path = context.get("stage"), event.get("rawPath")
+        shaped = isinstance(http, dict) and isinstance(http.get("method"), str)
+        if not (shaped and isinstance(stage, str) and isinstance(path, str)):
+            return None
+        if stage != "$default" and path != f"/{stage}" and not path.startswith(f"/{stage}/"):
+            event = {**event, "requestContext": {**context, "stage": "$default"}}
+        return "2.0", event
+    if isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str):
+        return "1.0", event
+    return None
+
+
+def _well_formed(event: dict[str, Any]) -> bool:
+    """Whether what every proxy event may carry is of the type the routes read: headers and
+    query parameters text, the body text, requestContext an object (its path text, its http
+    an object)."""
+    context = event.get("requestContext")
+    if not (context is None or isinstance(context, dict)):
+        return False
+    http = (context or {}).get("http")
+    return (
+        _text_map(event.get("headers"))
+        and _text_map(event.get("queryStringParameters"))
+        and _text(event.get("body"))
+        and (http is None or isinstance(http, dict))
+        and _text((context or {}).get("path"))
+    )
+
+
+def _text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _text_map(value: Any) -> bool:
+    """None, or an object of text (headers, query parameters)."""
+    return value is None or (
+        isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    )
 
 
 def request_body(body: str | None, base64_encoded: bool) -> str | bytes | None:

@@ -4,7 +4,11 @@ monitor (the record sklambda.monitor reads):
 
     {"request_id": "...", "row": 0, "time": "2026-11-29T19:30:00.123Z",
      "model_version": "20261129T...", "features": {"lotsize": 5850, ...}, "prediction": 51000.0,
-     "shadow": {"model_version": "...", "prediction": 50500.0}}      (shadow: when one is loaded)
+     "shadow": {"model_version": "...", "prediction": 50500.0},      (shadow: when one is loaded)
+     "withheld": {"phone": "excluded", "postcode": "hashed"}}       (withheld: when any is)
+
+"withheld" names the features capture left out or hashed, so the monitor does not read them as
+missing or unknown (drift) values.
 
 Features are the values the model was given (decoded from the encoded rows, so every request
 format captures alike): numbers, true/false, category names, null for missing.
@@ -28,6 +32,12 @@ value. Without a secret the stream's name is the key: the same joins, but the na
 so low-entropy values can be recovered by anyone who reads the capture; use it for identifiers
 with many possible values only. If the key cannot be read, records are dropped, never sent in
 clear.
+
+Privacy fails closed: every name in CAPTURE_EXCLUDE_FEATURES and CAPTURE_HASH_FEATURES must be a
+feature of the model whose rows are captured (exactly, case included). A name that is not (a
+typo, `Lotsize`, a feature renamed by a retrain) would let the value it meant to protect out in
+clear, so that model's records are not sent at all: they are counted (`refused`, the
+CaptureRefused metric, besides CaptureDropped) and an error is logged once per model version.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
 import random
 import threading
@@ -71,6 +82,8 @@ MAX_RECORD_BYTES = 1_000 * 1024  # Firehose's limit for one record
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 HASH_PREFIX = "hmac-sha256:"
+
+logger = logging.getLogger(__name__)
 
 
 class FirehoseClient(Protocol):
@@ -148,6 +161,9 @@ class Capture:
         self._idle.set()
         self._thread: threading.Thread | None = None
         self._dropped = 0  # rows, since the last flush
+        self._refused = 0  # of which: refused for a private name the model does not have
+        self._refused_versions: set[str] = set()  # logged once each
+        self.last_refused = 0  # rows refused, as of the last flush
         self._healthy = False  # the stream answered the last put
         self._failures = 0
         self._retry_at = 0.0
@@ -198,6 +214,7 @@ class Capture:
             self.last_error = f"{type(exc).__name__}: {exc}"
         with self._lock:
             dropped, self._dropped = self._dropped, 0
+            self.last_refused, self._refused = self._refused, 0
         return dropped
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -230,7 +247,10 @@ class Capture:
         rows = sum(len(p.predictions) for p in batch)
         sent = 0
         try:
-            lines = [line for pending in batch for line in self._lines(pending)]
+            lines: list[bytes] = []
+            for pending in batch:
+                if self._private_names_known(pending):
+                    lines.extend(self._lines(pending))
             if self._client is None:
                 self._client = self._firehose_factory()
             for chunk in _chunks(lines):
@@ -257,6 +277,29 @@ class Capture:
             delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** (self._failures - 1))
             self._retry_at = self._clock() + delay
 
+    def _private_names_known(self, pending: _Pending) -> bool:
+        """Whether every excluded/hashed name is a feature of the model; if not, the rows are
+        refused (counted as dropped and refused; an error logged once per model version)."""
+        names = set(pending.model.schema.names)
+        private = (*self.settings.capture_exclude, *self.settings.capture_hash)
+        unknown = sorted({name for name in private if name not in names})
+        if not unknown:
+            return True
+        version = pending.model.manifest.version
+        with self._lock:
+            self._refused += len(pending.predictions)
+            first = version not in self._refused_versions
+            self._refused_versions.add(version)
+        if first:
+            logger.error(
+                "capture refused for model version %s: CAPTURE_EXCLUDE_FEATURES/"
+                "CAPTURE_HASH_FEATURES name %s, not features of the model (names are exact, "
+                "case included); no record of it is sent until the settings are fixed",
+                version,
+                ", ".join(unknown),
+            )
+        return False
+
     def _lines(self, pending: _Pending) -> Iterator[bytes]:
         model = pending.model
         values = decode_rows(model.schema, pending.rows)
@@ -270,6 +313,9 @@ class Capture:
                 "features": self._private(features),
                 "prediction": prediction,
             }
+            withheld = self._withheld(features)
+            if withheld:
+                record["withheld"] = withheld
             if shadow is not None:
                 record["shadow"] = {"model_version": shadow[0], "prediction": shadow[1][row]}
             line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n"
@@ -302,6 +348,12 @@ class Capture:
                 continue
             hide = name in hashed and value is not None
             out[name] = HASH_PREFIX + keyed_hash(self._hash_key(), value) if hide else value
+        return out
+
+    def _withheld(self, features: Mapping[str, Any]) -> dict[str, str]:
+        excluded, hashed = self.settings.capture_exclude, self.settings.capture_hash
+        out = {name: "hashed" for name in features if name in hashed}
+        out.update({name: "excluded" for name in features if name in excluded})
         return out
 
     def _hash_key(self) -> bytes:

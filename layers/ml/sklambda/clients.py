@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 # Keyed by the Config object itself (compared by identity; the key keeps it alive).
 _made: dict[tuple[str, Config | None], Any] = {}
@@ -61,6 +62,16 @@ def lambda_client(config: Config | None = None) -> LambdaClient:
 
 def codedeploy(config: Config | None = None) -> CodeDeployClient:
     return cast("CodeDeployClient", _client("codedeploy", config))
+
+
+def secretsmanager(config: Config | None = None) -> SecretsManagerClient:
+    return cast("SecretsManagerClient", _client("secretsmanager", config))
+
+
+def firehose(config: Config | None = None) -> Any:
+    """Any: there are no firehose stubs in requirements-dev.txt (sklambda.capture types the one
+    call it makes with its FirehoseClient protocol)."""
+    return _client("firehose", config)
 
 
 def serving_store(bucket: str) -> ModelStore:

@@ -73,7 +73,7 @@ class _Frozen(BaseModel):
 
 
 # The top-level keys of a JSON request body that are not features: request formats
-# (request_formats.decode) and request options (api.OPTIONS). A single-record body is a mapping
+# (request_formats.decode) and request options (options.OPTIONS). A single-record body is a mapping
 # of feature names, so a feature with one of these names could not be told apart from them.
 RESERVED_FEATURE_NAMES = frozenset(
     {"instances", "dataframe_split", "dataframe_records", "explain", "intervals"}

@@ -16,7 +16,6 @@ means when the served model was refitted on every row).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sklambda.errors import RequestError
+from sklambda.options import query_value
 
 # The levels a request may ask for; the configured default is added when it is not one of them.
 GRID = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99)
@@ -162,21 +162,19 @@ def interval_info(
 
 def requested_coverage(value: Any, default: float, where: str = "body") -> float | None:
     """The coverage a request asks for: `intervals` as JSON gives it in the body or V2
-    parameters (true, false, a number), or as text in the query string ("true", "false", a
-    number); None when it asks none. 400 for anything else (null included)."""
+    parameters (true, false, a number), or as text in the query string (sklambda.options:
+    "true", "false", a decimal such as 0.9); None when it asks none. 400 for anything else
+    (null, an integer however large, NaN, text outside the query grammar)."""
     if where == "query" and isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "false"):
-            value = text == "true"
-        else:
-            with contextlib.suppress(ValueError):  # else refused below
-                value = float(text)
+        value = query_value(value)
     if value is False:
         return None
     if value is True:
         return default
-    if isinstance(value, (int, float)) and math.isfinite(value) and 0.0 < value < 1.0:
-        return float(value)
+    # A float only: an integer is never strictly between 0 and 1, and math.isfinite() of a huge
+    # one (10**400, valid JSON) raises OverflowError. NaN fails the comparison.
+    if isinstance(value, float) and 0.0 < value < 1.0:
+        return value
     shown = repr(value) if isinstance(value, (str, int, float)) else type(value).__name__
     raise RequestError(
         f"'intervals' ({where}) must be true, false, or a coverage between 0 and 1 such as "

@@ -76,8 +76,23 @@ def _version(section: dict[str, Any]) -> str:
         else "<p>no labels for these requests</p>"
     )
     charts = [_chart(n, s) for n, s in section["features"].items()]
+    withheld = section.get("not_compared") or {}
+    skipped = (
+        "<p>not compared (capture withholds their values): "
+        + ", ".join(f"{escape(n)} ({escape(how)})" for n, how in withheld.items())
+        + "</p>"
+        if withheld
+        else ""
+    )
     shadow = _shadow(section.get("shadow") or [])
-    return head + live + shadow + "".join(charts) + _chart("prediction", section["prediction"])
+    return (
+        head
+        + live
+        + shadow
+        + skipped
+        + "".join(charts)
+        + _chart("prediction", section["prediction"])
+    )
 
 
 def _metric(metric: dict[str, Any]) -> str:

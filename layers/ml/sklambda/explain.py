@@ -44,6 +44,7 @@ import numpy as np
 from sklambda.classes import Label
 from sklambda.errors import RequestError, SklambdaError
 from sklambda.numpy_form import Block, NumpyModel
+from sklambda.options import query_value
 
 
 class ExplanationUnavailableError(SklambdaError):
@@ -55,16 +56,12 @@ class ExplanationUnavailableError(SklambdaError):
 
 
 def requested(value: Any, where: str) -> bool:
-    """The `explain` option as given in the body (a JSON boolean) or the query string (true,
-    false, 1, 0, or empty: `?explain` alone means true); 400 for anything else."""
+    """The `explain` option as given in the body or V2 parameters (a JSON boolean) or the query
+    string (sklambda.options: `true` or `false`); 400 for anything else."""
+    if where == "query" and isinstance(value, str):
+        value = query_value(value)
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and where == "query":
-        text = value.strip().lower()
-        if text in ("", "true", "1"):
-            return True
-        if text in ("false", "0"):
-            return False
     shown = repr(value) if isinstance(value, (str, int, float)) else type(value).__name__
     raise RequestError(f"'explain' ({where}) must be true or false, got {shown[:40]}")
 

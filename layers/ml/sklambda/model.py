@@ -50,6 +50,9 @@ class LoadedModel:
     fast: bool = field(init=False, default=False)
     _predict: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False)
     _explainer: Explainer | None = field(init=False, default=None, repr=False)
+    # A version that cannot explain keeps its 409: a pickle would re-run export() on every
+    # /openapi.json and explain request to find that out again.
+    _unexplainable: ExplanationUnavailableError | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.schema = self.manifest.feature_schema
@@ -114,8 +117,14 @@ class LoadedModel:
         return True
 
     def _explaining(self) -> Explainer:
+        if self._unexplainable is not None:  # a fresh error: no traceback piling up
+            raise ExplanationUnavailableError(self._unexplainable.message)
         if self._explainer is None:
-            self._explainer = explainer_for(self.model, tuple(self.schema.names), self.classes)
+            try:
+                self._explainer = explainer_for(self.model, tuple(self.schema.names), self.classes)
+            except ExplanationUnavailableError as exc:
+                self._unexplainable = exc
+                raise
         return self._explainer
 
     def predict(self, X: np.ndarray) -> list[Any]:

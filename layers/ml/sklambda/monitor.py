@@ -224,6 +224,8 @@ class _Rows:
     ids: list[tuple[str, int]] = field(default_factory=list)
     # By shadow version: (row index in the lists above, the shadow's prediction).
     shadow: dict[str, list[tuple[int, Value]]] = field(default_factory=dict)
+    # Features capture left out or hashed (a record's "withheld"): "excluded" or "hashed".
+    withheld: dict[str, str] = field(default_factory=dict)
 
 
 def version_drift(
@@ -235,12 +237,18 @@ def version_drift(
     classes: Sequence[Label] | None = None,
     threshold: float = PSI_THRESHOLD,
     min_rows: int = MIN_ROWS,
+    withheld: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Per-feature PSI (and KS for numbers), the prediction's drift, and which features crossed
     the threshold (only with at least min_rows live rows). `classes`: a classifier's labels
-    (its predictions are labels)."""
+    (its predictions are labels). `withheld`: features capture excluded or hashed, by name:
+    their captured values say nothing of the live ones (missing, unknown levels), so they are
+    not compared, only listed under "not_compared"."""
+    withheld = withheld or {}
     out: dict[str, Any] = {}
     for feature in schema.features:
+        if feature.name in withheld:
+            continue
         reference = profile.features.get(feature.name)
         raw = [r.get(feature.name) for r in features]
         if isinstance(reference, NumericProfile):
@@ -262,6 +270,7 @@ def version_drift(
     prediction["drifted"] = bool(prediction["rows"] >= min_rows and prediction["psi"] > threshold)
     return {
         "features": out,
+        "not_compared": {name: withheld[name] for name in schema.names if name in withheld},
         "prediction": prediction,
         "drifted": [name for name, d in out.items() if d["drifted"]],
     }
@@ -526,6 +535,13 @@ def run_monitor(
         rows.features.append(features)
         rows.predictions.append(prediction)
         rows.ids.append((str(record.get("request_id", "")), int(record.get("row", 0) or 0)))
+        withheld = record.get("withheld")
+        if isinstance(withheld, dict):
+            rows.withheld.update(
+                (name, how)
+                for name, how in withheld.items()
+                if isinstance(name, str) and how in ("excluded", "hashed")
+            )
         shadow = record.get("shadow")
         if isinstance(shadow, dict) and isinstance(shadow.get("model_version"), str):
             value = _value(shadow.get("prediction"))
@@ -603,6 +619,7 @@ def _report(
                 classes=classes,
                 threshold=threshold,
                 min_rows=min_rows,
+                withheld=rows.withheld,
             )
         )
         joined = [

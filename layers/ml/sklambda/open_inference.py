@@ -151,20 +151,10 @@ def request_id(body: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def parameter(body: Any, key: str) -> Any:
-    """A request option's value from the request's `parameters` (None when absent; a
-    malformed `parameters` is decode_infer's 400)."""
-    given = option(body, key)
-    return given[0] if given is not None else None
-
-
-def option(body: Any, key: str) -> tuple[Any, str] | None:
-    """A request option from the request's `parameters`, and where it was given (the shape of
-    sklambda.api.option); None when absent."""
-    parameters = body.get("parameters") if isinstance(body, Mapping) else None
-    if isinstance(parameters, Mapping) and key in parameters:
-        return parameters[key], "parameters"
-    return None
+def parameters(body: Any) -> Any:
+    """The request's `parameters`, where its options are (sklambda.options.option); a
+    malformed one is decode_infer's 400."""
+    return body.get("parameters") if isinstance(body, Mapping) else None
 
 
 def interval_output(bounds: list[list[float]], coverage: float) -> dict[str, Any]:

@@ -349,9 +349,9 @@ EXPLAIN_PARAMETER: dict[str, Any] = {
     "name": "explain",
     "in": "query",
     "required": False,
-    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
-    "description": "explanations in the reply (also for CSV bodies; JSON replies only); the "
-    "JSON body's `explain` wins",
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "explanations in the reply (also for CSV bodies; JSON replies only): "
+    "exactly `true` or `false` (sklambda.options); the JSON body's `explain` wins",
 }
 
 
@@ -388,8 +388,9 @@ def interval_parameter(levels: Sequence[float]) -> dict[str, Any]:
         "in": "query",
         "required": False,
         "schema": {"type": "string", "enum": words},
-        "description": "prediction intervals in the reply (regression): true for the model's "
-        "default coverage, or a level such as 0.9; the JSON body's `intervals` wins",
+        "description": "prediction intervals in the reply (regression): exactly `true` (the "
+        "model's default coverage), `false`, or a level written as a decimal such as 0.9 "
+        "(sklambda.options); the JSON body's `intervals` wins",
     }
 
 

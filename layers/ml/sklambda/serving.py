@@ -54,7 +54,8 @@ def keep_out_of_gc(replaced: bool) -> None:
     95,000 objects once a model is served: ~0.1 s a walk). Refcounting still frees frozen
     objects; only cycles wait. When a model has `replaced` another, what was frozen is
     collected first, so the old model's cycles are freed rather than kept for good (one full
-    collection per promotion, in the refresh thread)."""
+    collection per promotion, in the refresh thread). Process-wide: a ModelHolder calls it only
+    with freeze_gc (the predict function's one holder)."""
     if replaced:
         gc.unfreeze()
         gc.collect()
@@ -84,6 +85,10 @@ class ModelHolder:
     on_load_error: Callable[[Exception], None] | None = None
     # Makes the KMS client that reads the signing key's public part, once per holder.
     kms_factory: Callable[[], KMSClient] | None = None
+    # gc.freeze is process-wide: only a process with one holder, serving for its whole life,
+    # may use it (the predict function turns it on). Several holders (the batch function's,
+    # tests') would thaw each other's model on every reset or replace.
+    freeze_gc: bool = False
     verifier: Verifier = field(init=False)
     _model: LoadedModel | None = field(default=None, init=False)
     _last_error: str | None = field(default=None, init=False)
@@ -150,7 +155,7 @@ class ModelHolder:
             replaced, self._model = self._model is not None, model
             self._last_error = None
             self._checked_at = self.clock()
-            keep_out_of_gc(replaced)
+            self._keep_out_of_gc(replaced)
 
     def reset(self) -> None:
         """Forget the model (tests; SnapStart restore re-checks through `get`)."""
@@ -159,7 +164,12 @@ class ModelHolder:
             self._last_error = None
             self._checked_at = 0.0
             self._shadow, self._shadow_next = None, 0.0
-            gc.unfreeze()  # what was frozen with the model can be collected again
+            if self.freeze_gc:
+                gc.unfreeze()  # what was frozen with the model can be collected again
+
+    def _keep_out_of_gc(self, replaced: bool) -> None:
+        if self.freeze_gc:
+            keep_out_of_gc(replaced)
 
     def shadow(self) -> LoadedModel | None:
         """SHADOW_ALIAS's model, to score captured requests with after their reply (never to
@@ -238,7 +248,7 @@ class ModelHolder:
                 manifest = self._resolve(store)
                 resolve_ms = (time.perf_counter() - started) * 1000
                 self._model = self._load(store, manifest, "cold_start", resolve_ms)
-                keep_out_of_gc(replaced=False)
+                self._keep_out_of_gc(replaced=False)
             except SklambdaError as exc:
                 self._last_error = exc.message
                 self._load_failed(exc)
@@ -303,7 +313,7 @@ class ModelHolder:
             if manifest.version != current.manifest.version:
                 resolve_ms = (time.perf_counter() - started) * 1000
                 self._model = self._load(store, manifest, "refresh", resolve_ms)
-                keep_out_of_gc(replaced=True)
+                self._keep_out_of_gc(replaced=True)
             self._failures, self._retry_at = 0, 0.0
         except Exception as exc:  # a failed refresh keeps the current model
             self._back_off()

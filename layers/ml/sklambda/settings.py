@@ -65,6 +65,12 @@ class ServingSettings(_EnvSettings):
     # Under Lambda's 6 MB invoke limit with room for the event around the body: a bigger body
     # never reaches the function (API Gateway answers 502), so ours must be the one that says 413.
     max_body_bytes: int = Field(default=5_000_000, validation_alias="MAX_BODY_BYTES", gt=0)
+    # Most rows one request may ask explanations of (413 above, before any work). Measured,
+    # a row's explanation takes ~44 bytes per feature and class in the invoke's response (name,
+    # number, quotes escaped twice): penguins' 10,000 rows (6 features x 3 classes) 7.9 MB.
+    # 6 MB / 1,000 rows / 44 B: 1,000 rows fit up to ~140 values a row (a 45-feature 3-class
+    # model, a 140-feature regressor); wider models meet the reply guard (api.sized_reply).
+    max_explain_rows: int = Field(default=1_000, validation_alias="MAX_EXPLAIN_ROWS", gt=0)
     cache_dir: Path = Field(default=Path("/tmp/models"), validation_alias="MODEL_CACHE_DIR")
     # "auto": serve model.npz when the manifest has one (no scikit-learn import, no pickle);
     # "joblib": always the pickle; "npz": model.npz only, a version without one is refused.
@@ -77,6 +83,8 @@ class ServingSettings(_EnvSettings):
     require_signed: bool = Field(default=False, validation_alias="REQUIRE_SIGNED_MODELS")
     # Prediction capture (sklambda.capture): the Firehose delivery stream (empty: off) and the
     # share of requests sent to it; features dropped, or keyed-hashed, before a record leaves.
+    # Each name must be a feature of the served model, exactly (case included): otherwise that
+    # model's capture is refused, never sent with the value in clear (sklambda.capture).
     capture_stream: str = Field(default="", validation_alias="CAPTURE_STREAM")
     capture_sample_rate: float = Field(
         default=0.0, validation_alias="CAPTURE_SAMPLE_RATE", ge=0, le=1

@@ -11,6 +11,11 @@ the deploy before the alias moves. Clients are passed in: an `Invoker` (event in
 API Gateway proxy reply out: `lambda_invoker` in production, the handler in-process in tests) and
 a CodeDeploy client.
 
+Each event is sent marked as a smoke request (`mark`: a requestContext field, which API Gateway
+sets itself and no client can forge or strip): the predict function answers it as any other but
+never captures it (nor shadow-scores it), so the fixed smoke requests stay out of the monitor's
+data.
+
 The events' bodies carry the features of the bundled model (EVENTS_MODEL). A stack serving
 another model skips the cases whose body names features (`model_bound`) and says so; the
 others (health, manifest, malformed JSON, wrong content type) hold for any model.
@@ -35,6 +40,25 @@ Invoker = Callable[[dict[str, Any]], dict[str, Any]]
 Kind = Literal["health", "model", "prediction", "error"]
 
 EVENTS_MODEL = "house-prices"  # whose features the events' bodies carry (events/generate.py)
+SMOKE_CONTEXT_KEY = "sklambdaSmoke"  # requestContext[...] = true on every event `run` sends
+
+
+def mark(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of an API event marked as a smoke request."""
+    context = event.get("requestContext")
+    return {
+        **event,
+        "requestContext": {
+            **(context if isinstance(context, dict) else {}),
+            SMOKE_CONTEXT_KEY: True,
+        },
+    }
+
+
+def is_smoke(event: Mapping[str, Any]) -> bool:
+    """Whether an API event was sent by the smoke test (`mark`)."""
+    context = event.get("requestContext")
+    return isinstance(context, dict) and context.get(SMOKE_CONTEXT_KEY) is True
 
 
 @dataclass(frozen=True)
@@ -115,7 +139,7 @@ def run(
             results.append(CaseResult(case.event, True, reason=reason, skipped=True))
             continue
         try:
-            reply = invoke(event)
+            reply = invoke(mark(event))
         except InvokeError as exc:
             results.append(CaseResult(case.event, False, reason=f"invoke failed: {exc}"))
             continue
