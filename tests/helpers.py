@@ -135,3 +135,53 @@ class FakeLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+HEAVY_MODULES = ("sklearn", "scipy", "joblib")
+_COLD_PREDICT = (
+    "import json, sys, types, predict_handler\n"
+    "event = json.load(open(sys.argv[1]))\n"
+    "context = types.SimpleNamespace(function_name='f', memory_limit_in_mb=512,\n"
+    "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r',\n"
+    "    get_remaining_time_in_millis=lambda: 30_000)\n"
+    "reply = predict_handler.lambda_handler(event, context)\n"
+    "assert reply['statusCode'] == 200, reply\n"
+    "heavy = tuple(sys.argv[2].split(','))\n"
+    "print(json.dumps({'reply': json.loads(reply['body']),\n"
+    "    'heavy': sorted(m for m in sys.modules if m.split('.')[0] in heavy)}))\n"
+)
+
+
+def cold_predict(bucket: str, model: str, event: str, cache_dir: Path) -> dict[str, Any]:
+    """A fresh interpreter imports the predict handler and answers events/<event>.json from the
+    bucket's `model` (S3 endpoint and credentials from the environment): {"reply": its JSON
+    body, "heavy": the HEAVY_MODULES packages that got imported}."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT)]),
+        "MODEL_BUCKET": bucket,
+        "MODEL_NAME": model,
+        "MODEL_CACHE_DIR": str(cache_dir),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _COLD_PREDICT,
+            str(EVENTS / f"{event}.json"),
+            ",".join(HEAVY_MODULES),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result

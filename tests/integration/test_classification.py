@@ -20,7 +20,7 @@ from sklambda.retrain import Retrainer, RetrainRequest
 from sklambda.serving import ModelHolder
 from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
-from tests.helpers import PENGUINS_CONFIG, PENGUINS_CSV
+from tests.helpers import PENGUINS_CONFIG, PENGUINS_CSV, cold_predict
 
 pytestmark = pytest.mark.integration
 
@@ -140,42 +140,7 @@ def test_a_classifier_cold_start_from_its_numpy_form_imports_no_scikit_learn(
 ) -> None:
     """A fresh interpreter: import the handler, answer events/penguins_predict.json; sklearn,
     scipy and joblib stay unloaded."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT
-
-    script = (
-        "import json, sys, types, predict_handler\n"
-        "event = json.load(open('events/penguins_predict.json'))\n"
-        "context = types.SimpleNamespace(function_name='f', memory_limit_in_mb=512,\n"
-        "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r',\n"
-        "    get_remaining_time_in_millis=lambda: 30_000)\n"
-        "reply = predict_handler.lambda_handler(event, context)\n"
-        "assert reply['statusCode'] == 200, reply\n"
-        "heavy = ('sklearn', 'scipy', 'joblib')\n"
-        "print(json.dumps({'reply': json.loads(reply['body']),\n"
-        "    'heavy': sorted(m for m in sys.modules if m.split('.')[0] in heavy)}))\n"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT)]),
-        "MODEL_BUCKET": bucket,
-        "MODEL_NAME": "penguins",
-        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = cold_predict(bucket, "penguins", "penguins_predict", tmp_path / "cache")
     assert result["heavy"] == []
     assert result["reply"]["species"] == "Gentoo"
     assert set(result["reply"]["probabilities"][0]) == {"Adelie", "Chinstrap", "Gentoo"}

@@ -9,7 +9,7 @@ import predict_handler
 from sklambda.serving import ModelHolder
 from sklambda.settings import ServingSettings
 from sklambda.store import ModelStore
-from tests.helpers import load_event
+from tests.helpers import cold_predict, load_event
 
 pytestmark = pytest.mark.integration
 
@@ -153,43 +153,10 @@ def test_cold_start_with_the_numpy_form_imports_no_scikit_learn(
     store, trained_dir, s3_endpoint, bucket, tmp_path
 ):
     """A fresh interpreter: import the handler and answer a prediction; sklearn stays unloaded."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT
-
     manifest = store.publish(trained_dir)
     store.promote(manifest.name, manifest.version)
-    script = (
-        "import json, sys, types, predict_handler\n"
-        "event = json.load(open('events/predict.json'))\n"
-        "context = types.SimpleNamespace(function_name='f', memory_limit_in_mb=512,\n"
-        "    invoked_function_arn='arn:aws:lambda:us-east-1:1:function:f', aws_request_id='r',\n"
-        "    get_remaining_time_in_millis=lambda: 30_000)\n"
-        "reply = predict_handler.lambda_handler(event, context)\n"
-        "assert reply['statusCode'] == 200, reply\n"
-        "heavy = ('sklearn', 'scipy', 'joblib')\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / "predict"), str(ROOT)]),
-        "MODEL_BUCKET": bucket,
-        "MODEL_NAME": "house-prices",
-        "MODEL_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    result = cold_predict(bucket, "house-prices", "predict", tmp_path / "cache")
+    assert result["heavy"] == []
 
 
 def test_pinned_version_is_served_whatever_the_alias(
