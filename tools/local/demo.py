@@ -268,22 +268,29 @@ def wait_for_version(url: str, version: str, seconds: float = 15.0) -> None:
     raise DemoFailed(f"the warm container did not serve {version} within {seconds:g} s")
 
 
-def serve_and_retrain(endpoint: str, logs: FunctionLogs) -> None:
-    env_vars = json.loads((EVENTS / "env.json").read_text())
-    # Warm containers re-check the alias every MODEL_REFRESH_SECONDS (300 deployed); 1 s here so
-    # the demo can show the promoted model being picked up without a restart.
-    env_vars["PredictFunction"]["MODEL_REFRESH_SECONDS"] = "1"
-    step(4, "start the template's API on 127.0.0.1 (Docker-free: functions under the Lambda RIE)")
-    with LocalApi(
+def demo_api(
+    endpoint: str, env_vars: dict[str, dict[str, str]], logs: FunctionLogs, **options: Any
+) -> LocalApi:
+    """The template's API on a free loopback port, keyed with API_KEY, over the demo's S3."""
+    return LocalApi(
         ROOT / "template.yaml",
         env_vars=env_vars,
         port=0,
         api_key=API_KEY,
         s3_endpoint=endpoint,
         seed=None,
-        concurrency=2,
         log=logs,
-    ) as api:
+        **options,
+    )
+
+
+def serve_and_retrain(endpoint: str, logs: FunctionLogs) -> None:
+    env_vars = json.loads((EVENTS / "env.json").read_text())
+    # Warm containers re-check the alias every MODEL_REFRESH_SECONDS (300 deployed); 1 s here so
+    # the demo can show the promoted model being picked up without a restart.
+    env_vars["PredictFunction"]["MODEL_REFRESH_SECONDS"] = "1"
+    step(4, "start the template's API on 127.0.0.1 (Docker-free: functions under the Lambda RIE)")
+    with demo_api(endpoint, env_vars, logs, concurrency=2) as api:
         say(f"  {api.url}  (API key {API_KEY!r}; routes from template.yaml)")
         requests(api.url)
         record = retrain(api, endpoint)
@@ -304,16 +311,7 @@ def classifier(workdir: Path, endpoint: str, logs: FunctionLogs) -> None:
     env_vars = json.loads((EVENTS / "env.json").read_text())
     for function in ("PredictFunction", "RetrainFunction"):
         env_vars[function]["MODEL_NAME"] = CLASSIFIER
-    with LocalApi(
-        ROOT / "template.yaml",
-        env_vars=env_vars,
-        port=0,
-        api_key=API_KEY,
-        s3_endpoint=endpoint,
-        seed=None,
-        concurrency=1,
-        log=logs,
-    ) as api:
+    with demo_api(endpoint, env_vars, logs, concurrency=1) as api:
         for i, name in enumerate(("penguins_predict", "penguins_predict_batch")):
             result = call(api.url + "/predict", event_body(name))
             show("POST", "/predict", f"{name}.json", result, "cold start" if i == 0 else "")
@@ -395,17 +393,7 @@ def production_loop(workdir: Path, endpoint: str, logs: FunctionLogs, first: str
     env_vars = json.loads((EVENTS / "env.json").read_text())
     env_vars["PredictFunction"]["SHADOW_ALIAS"] = "candidate"
     prefix = f"capture/{MODEL}/"
-    with LocalApi(
-        ROOT / "template.yaml",
-        env_vars=env_vars,
-        port=0,
-        api_key=API_KEY,
-        s3_endpoint=endpoint,
-        seed=None,
-        concurrency=1,
-        log=logs,
-        capture_rate=1.0,
-    ) as api:
+    with demo_api(endpoint, env_vars, logs, concurrency=1, capture_rate=1.0) as api:
         for line in api.capture:
             say(f"  {line}")
         say("  PredictFunction: SHADOW_ALIAS=candidate (scored after each reply, never in it)")
